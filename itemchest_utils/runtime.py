@@ -1,0 +1,43 @@
+"""Device choice and seeding."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import torch
+
+
+def pick_device(prefer: str | None = None) -> torch.device:
+    """cuda, then Apple's mps, then cpu. ``ITEMCHEST_DEVICE`` (or ``prefer``) overrides the choice."""
+    choice = prefer or os.environ.get("ITEMCHEST_DEVICE")
+    if choice:
+        device = torch.device(choice)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(f"Device {choice!r} was asked for, but CUDA is not available here.")
+        if device.type == "mps" and not torch.backends.mps.is_available():
+            raise RuntimeError(f"Device {choice!r} was asked for, but MPS is not available here.")
+        return device
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed python's ``random``, numpy and torch (all devices); return a CPU generator with that seed."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+    return torch.Generator().manual_seed(seed)
+
+
+def describe_device(device: torch.device) -> str:
+    """A short human description, e.g. 'cpu (2 threads)' or 'cuda (NVIDIA H100 80GB HBM3)'."""
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    if device.type == "cpu":
+        return f"cpu ({torch.get_num_threads()} threads)"
+    return device.type

@@ -1,0 +1,112 @@
+import urllib.error
+import urllib.request
+
+import pytest
+import torch
+
+from itemchest_utils import (CorruptDatasetError, DatasetUnavailableError, TensorBatches, binarize,
+                             embedded_mnist, load_images)
+from itemchest_utils import data as data_module
+
+
+def test_embedded_mnist_shapes_values_and_split():
+    mnist = load_images()
+    assert mnist.name == "mnist_embedded"
+    assert mnist.train_images.shape == (4000, 1, 28, 28)
+    assert mnist.test_images.shape == (1000, 1, 28, 28)
+    assert mnist.train_images.dtype == torch.float32
+    assert 0.0 <= float(mnist.train_images.min()) and float(mnist.train_images.max()) == 1.0
+    assert torch.bincount(mnist.test_labels).tolist() == [100] * 10
+    assert torch.bincount(mnist.train_labels).tolist() == [400] * 10
+
+
+def test_embedded_split_is_fixed_and_disjoint():
+    first = embedded_mnist()
+    embedded_mnist.cache_clear()
+    second = embedded_mnist()
+    assert torch.equal(first.test_images, second.test_images)
+    train_keys = {bytes(x.numpy().tobytes()) for x in first.train_images}
+    test_keys = {bytes(x.numpy().tobytes()) for x in first.test_images}
+    assert len(train_keys & test_keys) == 0
+
+
+def test_binarize_stochastic_is_fixed_by_seed_and_keeps_the_mean():
+    images = torch.rand(200, 1, 28, 28)
+    a, b = binarize(images, seed=3), binarize(images, seed=3)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, binarize(images, seed=4))
+    assert set(a.unique().tolist()) <= {0.0, 1.0}
+    assert abs(float(a.mean()) - float(images.mean())) < 0.01
+
+
+def test_binarize_threshold_and_bad_mode():
+    images = torch.tensor([0.2, 0.5, 0.51, 0.9])
+    assert binarize(images, "threshold").tolist() == [0.0, 0.0, 1.0, 1.0]
+    with pytest.raises(ValueError, match="stochastic, threshold"):
+        binarize(images, "dither")
+
+
+def test_unknown_dataset_names_the_valid_ones():
+    with pytest.raises(ValueError, match="mnist_embedded"):
+        load_images("mnist-full")
+
+
+@pytest.fixture
+def empty_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("ITEMCHEST_DATA", str(tmp_path))
+    return tmp_path
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise urllib.error.URLError("network is unreachable")
+
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+
+
+@pytest.mark.parametrize("name", ["mnist", "fashion_mnist", "cifar10"])
+def test_offline_full_dataset_is_a_clear_error_never_a_substitute(empty_cache, offline, name):
+    with pytest.raises(DatasetUnavailableError) as caught:
+        load_images(name)
+    message = str(caught.value)
+    assert "mnist_embedded" in message and str(empty_cache) in message
+
+
+def test_download_false_without_cache_is_a_clear_error(empty_cache):
+    with pytest.raises(DatasetUnavailableError, match="download=False"):
+        load_images("mnist", download=False)
+
+
+def test_truncated_cached_file_fails_its_checksum(empty_cache):
+    path, _ = data_module._expected_files("mnist", empty_cache)[0]
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"\x1f\x8b truncated")
+    with pytest.raises(CorruptDatasetError, match="checksum") as caught:
+        load_images("mnist", download=False)
+    assert path.name in str(caught.value)
+
+
+def test_batches_are_a_function_of_the_step():
+    x = torch.arange(10).float()
+    batches = TensorBatches(x, batch_size=3, seed=7)
+    again = TensorBatches(x, batch_size=3, seed=7)  # as after a resume
+    assert all(torch.equal(batches.batch(s), again.batch(s)) for s in [5, 0, 4, 3])
+    one_epoch = torch.cat([batches.batch(s) for s in range(batches.steps_per_epoch)])
+    assert len(one_epoch.unique()) == 9  # 3 batches of 3, no repeats; the ragged tail is dropped
+    assert not torch.equal(batches.batch(0), batches.batch(batches.steps_per_epoch))  # reshuffled
+
+
+def test_batches_keep_tensors_aligned_and_iterate_in_order():
+    x, y = torch.arange(10).float(), torch.arange(10) * 10
+    batches = TensorBatches(x, y, batch_size=4)
+    bx, by = batches.batch(2)
+    assert torch.equal(by, (bx * 10).long())
+    assert torch.equal(torch.cat([b for b, _ in batches]), x)  # evaluation pass keeps the tail
+
+
+def test_batches_reject_bad_input():
+    with pytest.raises(ValueError, match="same length"):
+        TensorBatches(torch.zeros(3), torch.zeros(4), batch_size=2)
+    with pytest.raises(ValueError, match="batch_size"):
+        TensorBatches(torch.zeros(3), batch_size=5)

@@ -1,0 +1,45 @@
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from itemchest_utils import describe_device, pick_device, seed_everything
+
+
+def test_seed_everything_repeats_all_three_generators():
+    def draw():
+        seed_everything(123)
+        return random.random(), np.random.rand(), torch.rand(3)
+
+    first, second = draw(), draw()
+    assert first[0] == second[0] and first[1] == second[1]
+    assert torch.equal(first[2], second[2])
+
+
+def test_seed_everything_returns_a_seeded_generator():
+    a = torch.rand(4, generator=seed_everything(5))
+    b = torch.rand(4, generator=seed_everything(5))
+    assert torch.equal(a, b)
+
+
+def test_pick_device_prefers_an_accelerator_when_present():
+    device = pick_device()
+    if torch.cuda.is_available():
+        assert device.type == "cuda"
+    elif torch.backends.mps.is_available():
+        assert device.type == "mps"
+    else:
+        assert device.type == "cpu"
+    assert describe_device(device).startswith(device.type)
+
+
+def test_pick_device_override(monkeypatch):
+    monkeypatch.setenv("ITEMCHEST_DEVICE", "cpu")
+    assert pick_device().type == "cpu"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_asking_for_missing_cuda_is_a_clear_error():
+    with pytest.raises(RuntimeError, match="CUDA is not available"):
+        pick_device("cuda")
