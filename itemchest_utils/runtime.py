@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -41,3 +42,10 @@ def describe_device(device: torch.device) -> str:
     if device.type == "cpu":
         return f"cpu ({torch.get_num_threads()} threads)"
     return device.type
+
+
+def output_dir(*parts: str) -> Path:
+    """Folder for files a notebook writes (GIFs, figures): ``$ITEMCHEST_OUTPUTS``, else ``./itemchest_outputs``."""
+    path = Path(os.environ.get("ITEMCHEST_OUTPUTS") or "itemchest_outputs").joinpath(*parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path

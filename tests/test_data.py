@@ -18,6 +18,7 @@ def test_embedded_mnist_shapes_values_and_split():
     assert 0.0 <= float(mnist.train_images.min()) and float(mnist.train_images.max()) == 1.0
     assert torch.bincount(mnist.test_labels).tolist() == [100] * 10
     assert torch.bincount(mnist.train_labels).tolist() == [400] * 10
+    assert len(mnist.test_labels[:20].unique()) >= 6  # stored shuffled, not sorted by class
 
 
 def test_embedded_split_is_fixed_and_disjoint():
@@ -108,5 +109,9 @@ def test_batches_keep_tensors_aligned_and_iterate_in_order():
 def test_batches_reject_bad_input():
     with pytest.raises(ValueError, match="same length"):
         TensorBatches(torch.zeros(3), torch.zeros(4), batch_size=2)
-    with pytest.raises(ValueError, match="batch_size"):
-        TensorBatches(torch.zeros(3), batch_size=5)
+    with pytest.raises(ValueError, match="at least 1"):
+        TensorBatches(torch.zeros(3), batch_size=0)
+    too_big = TensorBatches(torch.zeros(3), batch_size=5)
+    assert [len(b) for b in too_big] == [3]  # evaluation still works
+    with pytest.raises(ValueError, match="larger than"):
+        too_big.batch(0)

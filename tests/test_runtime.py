@@ -43,3 +43,11 @@ def test_pick_device_override(monkeypatch):
 def test_asking_for_missing_cuda_is_a_clear_error():
     with pytest.raises(RuntimeError, match="CUDA is not available"):
         pick_device("cuda")
+
+
+def test_output_dir_is_created_under_the_configured_folder(tmp_path, monkeypatch):
+    from itemchest_utils import output_dir
+
+    monkeypatch.setenv("ITEMCHEST_OUTPUTS", str(tmp_path))
+    path = output_dir("vae", "gifs")
+    assert path == tmp_path / "vae" / "gifs" and path.is_dir()
