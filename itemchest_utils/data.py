@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .runtime import cache_root
+
 EMBEDDED_DATASETS = ("mnist_embedded",)
 FULL_DATASETS = ("mnist", "fashion_mnist", "cifar10")
 DATASETS = EMBEDDED_DATASETS + FULL_DATASETS
@@ -58,8 +60,7 @@ def data_dir() -> Path:
     """Where full datasets are cached: ``$ITEMCHEST_DATA``, else the user's cache directory."""
     if os.environ.get(DATA_VARIABLE):
         return Path(os.environ[DATA_VARIABLE]).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache) / "itemchest" / "data"
+    return cache_root() / "data"
 
 
 def load_images(name: str = "mnist_embedded", *, download: bool = True) -> ImageDataset:

@@ -44,6 +44,11 @@ def describe_device(device: torch.device) -> str:
     return device.type
 
 
+def cache_root() -> Path:
+    """The user's cache folder for Item Chest: ``$XDG_CACHE_HOME/itemchest``, else ``~/.cache/itemchest``."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "itemchest"
+
+
 def output_dir(*parts: str) -> Path:
     """Folder for files a notebook writes (GIFs, figures): ``$ITEMCHEST_OUTPUTS``, else ``./itemchest_outputs``."""
     path = Path(os.environ.get("ITEMCHEST_OUTPUTS") or "itemchest_outputs").joinpath(*parts)

@@ -13,6 +13,8 @@ from typing import Callable, Mapping
 
 import torch
 
+from .runtime import cache_root
+
 CHECKPOINT_VARIABLE = "ITEMCHEST_CHECKPOINTS"
 
 
@@ -56,8 +58,7 @@ def checkpoint_dir() -> Path:
     """``$ITEMCHEST_CHECKPOINTS``, else ``itemchest/checkpoints`` in the user's cache directory."""
     if os.environ.get(CHECKPOINT_VARIABLE):
         return Path(os.environ[CHECKPOINT_VARIABLE]).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache) / "itemchest" / "checkpoints"
+    return cache_root() / "checkpoints"
 
 
 def _progress_bar(**kwargs):

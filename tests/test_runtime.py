@@ -51,3 +51,15 @@ def test_output_dir_is_created_under_the_configured_folder(tmp_path, monkeypatch
     monkeypatch.setenv("ITEMCHEST_OUTPUTS", str(tmp_path))
     path = output_dir("vae", "gifs")
     assert path == tmp_path / "vae" / "gifs" and path.is_dir()
+
+
+def test_default_folders_live_in_the_user_cache(tmp_path, monkeypatch):
+    from itemchest_utils import checkpoint_dir, data_dir
+
+    monkeypatch.delenv("ITEMCHEST_DATA", raising=False)
+    monkeypatch.delenv("ITEMCHEST_CHECKPOINTS", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert data_dir() == tmp_path / "itemchest" / "data"
+    assert checkpoint_dir() == tmp_path / "itemchest" / "checkpoints"
+    monkeypatch.setenv("ITEMCHEST_DATA", str(tmp_path / "elsewhere"))
+    assert data_dir() == tmp_path / "elsewhere"
