@@ -15,9 +15,8 @@
 # %% [markdown]
 # # Variational Autoencoder
 #
-# | | |
-# | --- | --- |
 # | **Papers** | *Auto-Encoding Variational Bayes* — Diederik P. Kingma, Max Welling, 2013 ([arXiv 1312.6114](https://arxiv.org/abs/1312.6114)) {cite}`kingma2013autoencoding` |
+# | --- | --- |
 # | | *Stochastic Backpropagation and Approximate Inference in Deep Generative Models* — Danilo J. Rezende, Shakir Mohamed, Daan Wierstra, 2014 ([arXiv 1401.4082](https://arxiv.org/abs/1401.4082)) {cite}`rezende2014stochastic` |
 # | **Family** | [VAE family](../../book/vae-family.md) |
 # | **Trains here** | an MLP VAE on 4,000 real MNIST digits, a few minutes on a laptop CPU |
