@@ -115,3 +115,41 @@ def test_batches_reject_bad_input():
     assert [len(b) for b in too_big] == [3]  # evaluation still works
     with pytest.raises(ValueError, match="larger than"):
         too_big.batch(0)
+
+
+def write_idx(path, array):
+    """Write an IDX file (the MNIST format) and its .gz, as a torchvision download leaves them."""
+    import gzip
+    import struct
+
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    path.write_bytes(header + array.astype("uint8").tobytes())
+    path.with_name(path.name + ".gz").write_bytes(gzip.compress(path.read_bytes()))
+
+
+def test_a_cached_full_dataset_is_verified_and_loaded(empty_cache, monkeypatch):
+    import hashlib
+
+    import numpy as np
+
+    raw = empty_cache / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    sizes = {"train": 30, "t10k": 12}
+    for split, n in sizes.items():
+        write_idx(raw / f"{split}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
+        write_idx(raw / f"{split}-labels-idx1-ubyte", rng.integers(0, 10, n))
+    checksums = [(path, hashlib.md5(path.read_bytes()).hexdigest())
+                 for path, _ in data_module._expected_files("mnist", empty_cache)]
+    monkeypatch.setattr(data_module, "_expected_files", lambda name, root: checksums)
+
+    mnist = load_images("mnist", download=False)
+    assert mnist.train_images.shape == (30, 1, 28, 28) and mnist.test_images.shape == (12, 1, 28, 28)
+    assert 0.0 <= float(mnist.train_images.min()) and float(mnist.train_images.max()) <= 1.0
+    assert mnist.train_labels.dtype == torch.int64 and len(mnist.classes) == 10
+
+    # An extracted file cut short (its .gz still intact) cannot be read: a clear error, not garbage data.
+    images = raw / "train-images-idx3-ubyte"
+    images.write_bytes(images.read_bytes()[:1000])
+    with pytest.raises(CorruptDatasetError, match="Delete"):
+        load_images("mnist", download=False)
