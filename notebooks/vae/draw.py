@@ -15,11 +15,10 @@
 # %% [markdown]
 # # DRAW: a recurrent VAE that draws
 #
-# | | |
-# | --- | --- |
 # | **Paper** | *DRAW: A Recurrent Neural Network For Image Generation* — Karol Gregor, Ivo Danihelka, Alex Graves, Danilo J. Rezende, Daan Wierstra, 2015 ([arXiv 1502.04623](https://arxiv.org/abs/1502.04623)) {cite}`gregor2015draw` |
+# | --- | --- |
 # | **Family** | [VAE family](../../book/vae-family.md); builds on the [Variational Autoencoder](vae.ipynb) {cite}`kingma2013autoencoding` |
-# | **Trains here** | DRAW with and without attention, and a plain VAE for comparison, on 4,000 real MNIST digits, a few minutes on a laptop CPU |
+# | **Trains here** | DRAW with and without attention, and a plain VAE for comparison, on 4,000 real MNIST digits, about ten minutes on a 2-core CPU |
 #
 # **The idea in three sentences.** A VAE decodes its whole image from one latent vector in one shot; DRAW
 # instead builds the image over $T$ steps, adding to a *canvas* at each step, with a recurrent decoder that
