@@ -633,7 +633,9 @@ print("a restored model is not re-initialised by the next batch:",
 # $2\times10^{-3}$, a warm-up of a few hundred steps) instead of the paper's batches of 64 per GPU, learning rate
 # $10^{-3}$ and a 10-epoch warm-up, which gets further in a few CPU minutes; the `full` profile uses the
 # paper's values. And we clip the gradient norm at 50 as a safety net against a rare bad batch; it costs
-# nothing when gradients are sane (the right-hand plot shows how often it acts). Like the paper's code, we
+# nothing when gradients are sane (the right-hand plot shows how often it acts). Two smaller differences in
+# the coupling network: its hidden convolutions start from $\mathcal N(0, 0.05^2)$ weights, and we leave out
+# the extra input channel that marks the image border in the paper's code. Like the paper's code, we
 # evaluate and sample with a *Polyak average* of the weights — an exponential moving average over about one
 # epoch (decay $1 - 1/\text{steps per epoch}$, shorter during the first steps) — which smooths out the noise of the last updates. `icu.fit` runs the loop with
 # a progress bar, records the history, stops with a clear error if the loss ever becomes NaN, saves a
