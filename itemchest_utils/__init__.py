@@ -2,9 +2,11 @@
 
 from .data import (DATASETS, CorruptDatasetError, DatasetUnavailableError, ImageDataset, TensorBatches,
                    binarize, data_dir, embedded_mnist, load_images)
-from .metrics import (bernoulli_log_likelihood, bits_per_dim_to_nats, diagonal_gaussian_log_density,
-                      importance_weighted_bound, log_mean_exp, nats_to_bits_per_dim,
-                      standard_normal_log_density)
+from .classifiers import ReferenceClassifier, classify, mnist_classifier, train_reference_classifier
+from .metrics import (ModeCoverage, bernoulli_log_likelihood, bits_per_dim_to_nats, diagonal_gaussian_log_density,
+                      frechet_distance, frechet_distance_gaussians, importance_weighted_bound, log_mean_exp,
+                      mode_coverage, nats_to_bits_per_dim, nearest_neighbours, parzen_log_likelihood,
+                      select_parzen_sigma, standard_normal_log_density)
 from .plotting import (image_grid, plot_history, save_animation, show_animation, show_images,
                        show_interpolation, smooth)
 from .profiles import PROFILES, UnknownProfileError, active_profile, pick_config

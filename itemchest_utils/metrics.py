@@ -1,9 +1,15 @@
-"""Log-likelihood pieces and unit conversions shared by the likelihood-based models."""
+"""Metrics: log-likelihood pieces and unit conversions for likelihood-based models, and sample-quality
+measures (Fréchet distance on a reference classifier's features, mode coverage, Parzen windows, nearest
+neighbours) for models without a likelihood."""
 
 from __future__ import annotations
 
 import math
+import warnings
+from dataclasses import dataclass
 
+import numpy as np
+import scipy.linalg
 import torch
 import torch.nn.functional as F
 
@@ -52,3 +58,100 @@ def nats_to_bits_per_dim(nats: float | torch.Tensor, dimensions: int) -> float |
 def bits_per_dim_to_nats(bits_per_dim: float | torch.Tensor, dimensions: int) -> float | torch.Tensor:
     """Bits per dimension → nats per example."""
     return bits_per_dim * dimensions * math.log(2)
+
+
+# --- sample-quality metrics for models without a likelihood ------------------------------------------
+
+def frechet_distance_gaussians(mean_a: np.ndarray, cov_a: np.ndarray, mean_b: np.ndarray, cov_b: np.ndarray
+                               ) -> float:
+    """Fréchet distance between N(mean_a, cov_a) and N(mean_b, cov_b):
+    ‖μ_a − μ_b‖² + tr(Σ_a + Σ_b − 2 (Σ_a Σ_b)^{1/2})."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+        root = scipy.linalg.sqrtm(cov_a @ cov_b)
+        if not np.isfinite(root).all():  # singular product (e.g. near-identical samples): regularise
+            offset = 1e-6 * np.eye(len(cov_a))
+            root = scipy.linalg.sqrtm((cov_a + offset) @ (cov_b + offset))
+    root = root.real  # rounding can leave a tiny imaginary part
+    return float(((mean_a - mean_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * root))
+
+
+def frechet_distance(features_a: torch.Tensor, features_b: torch.Tensor) -> float:
+    """The Fréchet distance between Gaussians fitted to two feature sets (rows are examples).
+
+    On Inception features this is the FID; on another network's features, name the network
+    ("FID (MNIST-classifier features)"), since values on different features are not comparable.
+    """
+    a = features_a.detach().double().cpu().numpy()
+    b = features_b.detach().double().cpu().numpy()
+    return frechet_distance_gaussians(a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False))
+
+
+@dataclass(frozen=True)
+class ModeCoverage:
+    """How generated samples spread over the classes a reference classifier knows."""
+    histogram: np.ndarray    # share of samples assigned to each class
+    classes_covered: int     # classes with at least ``min_share`` of the samples
+    entropy: float           # of the histogram, in nats (log C when uniform, 0 when collapsed)
+    mean_confidence: float   # mean of the classifier's top probability
+
+    def __str__(self) -> str:
+        return (f"{self.classes_covered}/{len(self.histogram)} classes covered, class entropy {self.entropy:.3f} "
+                f"nats (uniform: {math.log(len(self.histogram)):.3f}), mean confidence {self.mean_confidence:.3f}")
+
+
+def mode_coverage(probabilities: torch.Tensor, min_share: float = 0.02) -> ModeCoverage:
+    """Mode coverage from a classifier's class probabilities (rows: samples)."""
+    probabilities = probabilities.detach().cpu()
+    counts = torch.bincount(probabilities.argmax(-1), minlength=probabilities.shape[1]).double()
+    histogram = (counts / counts.sum()).numpy()
+    nonzero = histogram[histogram > 0]
+    return ModeCoverage(histogram=histogram, classes_covered=int((histogram >= min_share).sum()),
+                        entropy=float(-(nonzero * np.log(nonzero)).sum()) + 0.0,
+                        mean_confidence=probabilities.max(-1).values.mean().item())
+
+
+def _squared_distances(centers: torch.Tensor, points: torch.Tensor, batch_size: int) -> torch.Tensor:
+    centers = centers.flatten(1).double()
+    return torch.cat([torch.cdist(points[start:start + batch_size].flatten(1).double().to(centers.device),
+                                  centers).pow(2)
+                      for start in range(0, len(points), batch_size)])
+
+
+def _parzen_from_squared(squared: torch.Tensor, dims: int, sigma: float) -> torch.Tensor:
+    normalizer = math.log(squared.shape[1]) + 0.5 * dims * math.log(2 * math.pi * sigma ** 2)
+    return (torch.logsumexp(-squared / (2 * sigma ** 2), dim=1) - normalizer).cpu()
+
+
+def parzen_log_likelihood(centers: torch.Tensor, points: torch.Tensor, sigma: float,
+                          batch_size: int = 100) -> torch.Tensor:
+    """log p(x) of each point under an isotropic Gaussian kernel density placed on ``centers``.
+
+    log p(x) = logsumexp_i(−‖x − c_i‖² / 2σ²) − log n − (d/2) log(2πσ²), in nats, with x and c flattened.
+    This is the estimate the GAN paper reports (centres = generated samples); in high dimensions it is
+    a poor likelihood estimate (Theis et al., 2016), so compare it only between models on the same data.
+    """
+    squared = _squared_distances(centers, points, batch_size)
+    return _parzen_from_squared(squared, centers[0].numel(), sigma)
+
+
+def select_parzen_sigma(centers: torch.Tensor, validation: torch.Tensor, sigmas,
+                        batch_size: int = 100) -> tuple[float, dict]:
+    """The σ from ``sigmas`` with the highest mean Parzen log-likelihood on a validation set."""
+    squared = _squared_distances(centers, validation, batch_size)
+    scores = {float(s): _parzen_from_squared(squared, centers[0].numel(), float(s)).mean().item() for s in sigmas}
+    return max(scores, key=scores.get), scores
+
+
+def nearest_neighbours(queries: torch.Tensor, references: torch.Tensor, batch_size: int = 500
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(Euclidean distance, index) of each query's nearest reference, on flattened values."""
+    references = references.flatten(1).float()
+    distances, indices = [], []
+    for start in range(0, len(queries), batch_size):
+        d = torch.cdist(queries[start:start + batch_size].flatten(1).float().to(references.device), references,
+                        compute_mode="donot_use_mm_for_euclid_dist")  # exact: a copy is at distance 0
+        best = d.min(dim=1)
+        distances.append(best.values.cpu())
+        indices.append(best.indices.cpu())
+    return torch.cat(distances), torch.cat(indices)
