@@ -11,6 +11,7 @@ from .plotting import (image_grid, plot_history, save_animation, show_animation,
                        show_interpolation, smooth)
 from .profiles import PROFILES, UnknownProfileError, active_profile, pick_config
 from .runtime import describe_device, output_dir, pick_device, seed_everything
+from .shapes import ShapeAttributes, render_shapes, sample_shape_attributes, shapes_dataset
 from .training import (CheckpointMismatchError, History, NonFiniteLossError, checkpoint_dir, fit,
                        load_checkpoint, save_checkpoint)
 
