@@ -39,7 +39,7 @@ def test_filled_areas_match_the_geometry_of_each_shape():
     assert torch.allclose(area, expected, rtol=0.01), (area, expected)
 
 
-def test_outline_covers_less_than_filled_and_keeps_the_outer_edge():
+def test_outline_style_draws_less_ink_than_filled():
     filled = sample_shape_attributes(50, seed=1, style=0)
     outline = filled.replace(style=1)
     ink_filled = (render_shapes(filled, 64) - render_shapes(filled.replace(size=0.0), 64)).abs().sum(dim=(1, 2, 3))
