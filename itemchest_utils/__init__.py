@@ -2,7 +2,8 @@
 
 from .data import (DATASETS, CorruptDatasetError, DatasetUnavailableError, ImageDataset, TensorBatches,
                    binarize, data_dir, embedded_mnist, load_images)
-from .classifiers import ReferenceClassifier, classify, mnist_classifier, train_reference_classifier
+from .classifiers import (AttributeClassifier, ReferenceClassifier, attribute_accuracy, classify, classify_attributes,
+                          mnist_classifier, shapes_classifier, train_attribute_classifier, train_reference_classifier)
 from .metrics import (ModeCoverage, bernoulli_log_likelihood, bits_per_dim_to_nats, diagonal_gaussian_log_density,
                       frechet_distance, frechet_distance_gaussians, importance_weighted_bound, log_mean_exp,
                       mode_coverage, nats_to_bits_per_dim, nearest_neighbours, parzen_log_likelihood,
@@ -11,7 +12,7 @@ from .plotting import (image_grid, plot_history, save_animation, show_animation,
                        show_interpolation, smooth)
 from .profiles import PROFILES, UnknownProfileError, active_profile, pick_config
 from .runtime import describe_device, output_dir, pick_device, seed_everything
-from .shapes import ShapeAttributes, render_shapes, sample_shape_attributes, shapes_dataset
+from .shapes import ATTRIBUTE_VALUES, ShapeAttributes, render_shapes, sample_shape_attributes, shapes_dataset
 from .training import (CheckpointMismatchError, History, NonFiniteLossError, checkpoint_dir, fit,
                        load_checkpoint, save_checkpoint)
 

@@ -15,6 +15,7 @@ from torch import nn
 
 from .data import embedded_mnist
 from .runtime import cache_root
+from .shapes import SHAPE_ATTRIBUTE_SIZES, shapes_dataset
 
 # Bump when the architecture or the training recipe changes, so stale cached weights are not reused.
 CLASSIFIER_VERSION = 1
@@ -41,6 +42,24 @@ class ReferenceClassifier(nn.Module):
         return self.head(self.features(images))
 
 
+def _train(classifier: ReferenceClassifier, images: torch.Tensor, loss_of, *, steps: int, batch_size: int,
+           lr: float, generator: torch.Generator, max_shift: int) -> ReferenceClassifier:
+    """Adam with cosine decay; ``loss_of(logits, index)`` compares logits with the labels of ``images[index]``."""
+    optimizer = torch.optim.Adam(classifier.parameters(), lr=lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
+    classifier.train()
+    for _ in range(steps):
+        index = torch.randint(len(images), (batch_size,), generator=generator)
+        dx, dy = torch.randint(-max_shift, max_shift + 1, (2,), generator=generator).tolist()
+        batch = torch.roll(images[index], shifts=(dy, dx), dims=(2, 3))
+        loss = loss_of(classifier(batch), index)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+    return classifier.eval().requires_grad_(False)
+
+
 def train_reference_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: int, *,
                                steps: int = 800, batch_size: int = 100, lr: float = 2e-3, seed: int = 0,
                                max_shift: int = 2) -> ReferenceClassifier:
@@ -53,19 +72,52 @@ def train_reference_classifier(images: torch.Tensor, labels: torch.Tensor, num_c
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         classifier = ReferenceClassifier(images.shape[1], num_classes)
-    optimizer = torch.optim.Adam(classifier.parameters(), lr=lr)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
-    classifier.train()
-    for _ in range(steps):
-        index = torch.randint(len(images), (batch_size,), generator=generator)
-        dx, dy = torch.randint(-max_shift, max_shift + 1, (2,), generator=generator).tolist()
-        batch = torch.roll(images[index], shifts=(dy, dx), dims=(2, 3))
-        loss = F.cross_entropy(classifier(batch), labels[index])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-    return classifier.eval().requires_grad_(False)
+    return _train(classifier, images, lambda logits, index: F.cross_entropy(logits, labels[index]),
+                  steps=steps, batch_size=batch_size, lr=lr, generator=generator, max_shift=max_shift)
+
+
+class AttributeClassifier(ReferenceClassifier):
+    """One shared body and one softmax head per attribute (e.g. shape, colour, background, style).
+
+    The heads are slices of one linear layer; ``features`` (the shared penultimate layer) serve for
+    Fréchet distances. ``test_accuracy`` is a dict: one held-out accuracy per attribute. The body is deeper
+    than the digit classifier's and batch-normalised: telling a small rotated square from a circle, whatever
+    its colour, took the digit body 3,000 steps to reach 98.7%; this one passes 99% in a few hundred.
+    """
+
+    def __init__(self, attributes: dict[str, int], in_channels: int = 3, width: int = 32, feature_dim: int = 128):
+        super().__init__(in_channels, sum(attributes.values()), width, feature_dim)
+
+        def block(c_in, c_out):
+            return [nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU()]
+
+        self.body = nn.Sequential(
+            *block(in_channels, width), *block(width, width), nn.MaxPool2d(2),
+            *block(width, 2 * width), nn.MaxPool2d(2), *block(2 * width, 2 * width),
+            nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(2 * width * 16, feature_dim), nn.ReLU())
+        self.attributes = dict(attributes)
+        self.test_accuracy: dict[str, float] = {}
+
+    def split(self, logits: torch.Tensor) -> dict[str, torch.Tensor]:
+        return dict(zip(self.attributes, logits.split(list(self.attributes.values()), dim=-1)))
+
+
+def train_attribute_classifier(images: torch.Tensor, labels: dict[str, torch.Tensor],
+                               attributes: dict[str, int], *, steps: int = 500, batch_size: int = 100,
+                               lr: float = 2e-3, seed: int = 0) -> AttributeClassifier:
+    """Train an :class:`AttributeClassifier` (summed cross-entropies), deterministically for a seed."""
+    if set(labels) != set(attributes):
+        raise ValueError(f"labels are given for {sorted(labels)} but the heads are {sorted(attributes)}")
+    generator = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        classifier = AttributeClassifier(attributes, images.shape[1])
+
+    def loss_of(logits, index):
+        return sum(F.cross_entropy(head, labels[name][index]) for name, head in classifier.split(logits).items())
+
+    return _train(classifier, images, loss_of, steps=steps, batch_size=batch_size, lr=lr, generator=generator,
+                  max_shift=0)
 
 
 @torch.no_grad()
@@ -86,13 +138,34 @@ def accuracy(classifier: ReferenceClassifier, images: torch.Tensor, labels: torc
     return (probabilities.argmax(-1) == labels.cpu()).float().mean().item()
 
 
-def _cached(path: Path, build, in_channels: int, num_classes: int) -> ReferenceClassifier:
+@torch.no_grad()
+def classify_attributes(classifier: AttributeClassifier, images: torch.Tensor, batch_size: int = 500
+                        ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """(shared features, {attribute: class probabilities}) of images in [0, 1]."""
+    device = next(classifier.parameters()).device
+    features, logits = [], []
+    for start in range(0, len(images), batch_size):
+        feature = classifier.features(images[start:start + batch_size].to(device).float())
+        features.append(feature.cpu())
+        logits.append(classifier.head(feature).cpu())
+    heads = classifier.split(torch.cat(logits))
+    return torch.cat(features), {name: head.softmax(-1) for name, head in heads.items()}
+
+
+def attribute_accuracy(classifier: AttributeClassifier, images: torch.Tensor,
+                       labels: dict[str, torch.Tensor]) -> dict[str, float]:
+    _, probabilities = classify_attributes(classifier, images)
+    return {name: (probabilities[name].argmax(-1) == labels[name].cpu()).float().mean().item()
+            for name in classifier.attributes}
+
+
+def _cached(path: Path, build, make_empty):
     if path.exists():
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
-            classifier = ReferenceClassifier(in_channels, num_classes)
+            classifier = make_empty()
             classifier.load_state_dict(state["weights"])
-            classifier.test_accuracy = float(state["test_accuracy"])
+            classifier.test_accuracy = state["test_accuracy"]
             return classifier.eval().requires_grad_(False)
         except Exception as error:  # an unreadable cache is rebuilt: training takes seconds
             warnings.warn(f"Cached classifier {path} is unreadable ({error}); training it again.", stacklevel=3)
@@ -118,5 +191,30 @@ def mnist_classifier(device: torch.device | str | None = None, seed: int = 0) ->
         return classifier
 
     path = cache_root() / "classifiers" / f"mnist_embedded-v{CLASSIFIER_VERSION}-seed{seed}.pt"
-    classifier = _cached(path, build, 1, 10)
+    classifier = _cached(path, build, lambda: ReferenceClassifier(1, 10))
+    return classifier.to(device) if device is not None else classifier
+
+
+# The shapes classifier's data: fixed seeds, never reused by a notebook's training images.
+SHAPES_TRAIN_SEED, SHAPES_TEST_SEED = 7_000_001, 7_000_002
+SHAPES_TRAIN_SIZE, SHAPES_TEST_SIZE = 20_000, 2_000
+
+
+def shapes_classifier(resolution: int = 32, device: torch.device | str | None = None,
+                      seed: int = 0) -> AttributeClassifier:
+    """The reference classifier of procedural shapes: one head per attribute (shape, colour, background, style).
+
+    Trained on 20,000 images rendered at ``resolution`` (fresh seeds, independent of any notebook's data)
+    and cached per resolution, so "FID (shapes-classifier features)" at one resolution means the same thing
+    on every page. ``test_accuracy`` holds per-attribute accuracy on 2,000 other rendered images.
+    """
+    def build():
+        images, attributes = shapes_dataset(SHAPES_TRAIN_SIZE, resolution, seed=SHAPES_TRAIN_SEED)
+        classifier = train_attribute_classifier(images, attributes.labels(), SHAPE_ATTRIBUTE_SIZES, seed=seed)
+        test_images, test_attributes = shapes_dataset(SHAPES_TEST_SIZE, resolution, seed=SHAPES_TEST_SEED)
+        classifier.test_accuracy = attribute_accuracy(classifier, test_images, test_attributes.labels())
+        return classifier
+
+    path = cache_root() / "classifiers" / f"shapes{resolution}-v{CLASSIFIER_VERSION}-seed{seed}.pt"
+    classifier = _cached(path, build, lambda: AttributeClassifier(SHAPE_ATTRIBUTE_SIZES))
     return classifier.to(device) if device is not None else classifier

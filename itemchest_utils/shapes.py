@@ -18,6 +18,9 @@ COLOURS = {"red": (0.86, 0.16, 0.16), "orange": (0.96, 0.56, 0.10), "yellow": (0
            "green": (0.20, 0.70, 0.25), "blue": (0.15, 0.35, 0.90), "purple": (0.60, 0.25, 0.75)}
 BACKGROUNDS = {"black": (0.05, 0.05, 0.05), "grey": (0.45, 0.45, 0.45), "cream": (0.93, 0.90, 0.80)}
 STYLES = ("filled", "outline")
+# The categorical attributes, their class names (label i is ATTRIBUTE_VALUES[name][i]) and class counts.
+ATTRIBUTE_VALUES = {"shape": SHAPES, "colour": tuple(COLOURS), "background": tuple(BACKGROUNDS), "style": STYLES}
+SHAPE_ATTRIBUTE_SIZES = {name: len(values) for name, values in ATTRIBUTE_VALUES.items()}
 
 SIZE_RANGE = (0.3, 0.55)      # half-extent of the shape, in units where the image spans [-1, 1]
 POSITION_RANGE = 0.3          # the centre lies in [-0.3, 0.3]², so every shape stays inside the image
@@ -52,7 +55,7 @@ class ShapeAttributes:
         return dataclasses.replace(self, **values)
 
     def labels(self) -> dict[str, torch.Tensor]:
-        return {"shape": self.shape, "colour": self.colour, "background": self.background, "style": self.style}
+        return {name: getattr(self, name) for name in ATTRIBUTE_VALUES}
 
 
 def sample_shape_attributes(n: int, seed: int = 0, **fixed) -> ShapeAttributes:
