@@ -12,6 +12,8 @@ from .plotting import (image_grid, plot_history, save_animation, show_animation,
                        show_interpolation, smooth)
 from .profiles import PROFILES, UnknownProfileError, active_profile, pick_config
 from .runtime import describe_device, output_dir, pick_device, seed_everything
+from .scenes import (RoomScenes, RoomsDataset, look_at, render_views, ring_viewpoints, room_scene, rooms_dataset,
+                     sample_free_viewpoints, sample_ring_viewpoints, sample_rooms, viewpoint_pose, viewpoint_vector)
 from .shapes import ATTRIBUTE_VALUES, ShapeAttributes, render_shapes, sample_shape_attributes, shapes_dataset
 from .training import (CheckpointMismatchError, History, NonFiniteLossError, checkpoint_dir, fit,
                        load_checkpoint, save_checkpoint)
