@@ -546,7 +546,8 @@ def angle_difference(a, b):
 
 def baseline_predictions(x_context, v_context, v_query):
     nearest = angle_difference(ring_angle(v_context), ring_angle(v_query)[:, None]).argmin(1)
-    return {"context mean": x_context.mean(1), "nearest view": x_context[torch.arange(len(x_context)), nearest]}
+    rows = torch.arange(len(x_context), device=x_context.device)
+    return {"context mean": x_context.mean(1), "nearest view": x_context[rows, nearest]}
 
 
 def mse(a, b):
