@@ -60,7 +60,7 @@ config = icu.pick_config(
     smoke=dict(resolution=32, train_scenes=200, test_scenes=100, steps=150, batch_size=16, max_context=5,
                L=3, hidden=16, z_channels=4, r_channels=32, canvas_channels=8, kernel=3, eval_every=50,
                localization_scenes=20, localization_samples=1, orbit_frames=8,
-               gate_untrained_fraction=0.8, gate_baseline_factor=1.5, gate_localization_factor=None),
+               gate_untrained_fraction=0.9, gate_baseline_factor=1.5, gate_localization_factor=None),
     book=dict(resolution=32, train_scenes=2000, test_scenes=200, steps=4000, batch_size=32, max_context=5,
               L=6, hidden=32, z_channels=8, r_channels=64, canvas_channels=16, kernel=3, eval_every=250,
               localization_scenes=100, localization_samples=2, orbit_frames=36,
