@@ -121,16 +121,22 @@ def train_attribute_classifier(images: torch.Tensor, labels: dict[str, torch.Ten
 
 
 @torch.no_grad()
-def classify(classifier: ReferenceClassifier, images: torch.Tensor, batch_size: int = 500
-             ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(penultimate features, class probabilities) of images in [0, 1], on the classifier's device."""
+def _features_and_logits(classifier: ReferenceClassifier, images: torch.Tensor, batch_size: int
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
     device = next(classifier.parameters()).device
-    features, probabilities = [], []
+    features, logits = [], []
     for start in range(0, len(images), batch_size):
         feature = classifier.features(images[start:start + batch_size].to(device).float())
         features.append(feature.cpu())
-        probabilities.append(classifier.head(feature).softmax(-1).cpu())
-    return torch.cat(features), torch.cat(probabilities)
+        logits.append(classifier.head(feature).cpu())
+    return torch.cat(features), torch.cat(logits)
+
+
+def classify(classifier: ReferenceClassifier, images: torch.Tensor, batch_size: int = 500
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(penultimate features, class probabilities) of images in [0, 1], computed on the classifier's device."""
+    features, logits = _features_and_logits(classifier, images, batch_size)
+    return features, logits.softmax(-1)
 
 
 def accuracy(classifier: ReferenceClassifier, images: torch.Tensor, labels: torch.Tensor) -> float:
@@ -138,18 +144,11 @@ def accuracy(classifier: ReferenceClassifier, images: torch.Tensor, labels: torc
     return (probabilities.argmax(-1) == labels.cpu()).float().mean().item()
 
 
-@torch.no_grad()
 def classify_attributes(classifier: AttributeClassifier, images: torch.Tensor, batch_size: int = 500
                         ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """(shared features, {attribute: class probabilities}) of images in [0, 1]."""
-    device = next(classifier.parameters()).device
-    features, logits = [], []
-    for start in range(0, len(images), batch_size):
-        feature = classifier.features(images[start:start + batch_size].to(device).float())
-        features.append(feature.cpu())
-        logits.append(classifier.head(feature).cpu())
-    heads = classifier.split(torch.cat(logits))
-    return torch.cat(features), {name: head.softmax(-1) for name, head in heads.items()}
+    features, logits = _features_and_logits(classifier, images, batch_size)
+    return features, {name: head.softmax(-1) for name, head in classifier.split(logits).items()}
 
 
 def attribute_accuracy(classifier: AttributeClassifier, images: torch.Tensor,
