@@ -11,6 +11,7 @@ from .metrics import (ModeCoverage, bernoulli_log_likelihood, bits_per_dim_to_na
 from .plotting import (image_grid, plot_history, save_animation, show_animation, show_images,
                        show_interpolation, smooth)
 from .profiles import PROFILES, UnknownProfileError, active_profile, pick_config
+from .results import RESULTS_MIME, load_results, record_results, results_dir
 from .runtime import describe_device, output_dir, pick_device, seed_everything
 from .scenes import (RoomScenes, RoomsDataset, look_at, render_views, ring_viewpoints, room_scene, rooms_dataset,
                      sample_free_viewpoints, sample_ring_viewpoints, sample_rooms, viewpoint_pose, viewpoint_vector)

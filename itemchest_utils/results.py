@@ -1,0 +1,116 @@
+"""Each notebook's headline numbers: a small JSON file written during its run, and the same numbers shown as a table.
+
+The site's results page is built from the `book` files (``results/book/<notebook>.json`` at the repository root);
+a test checks that the table stored in each notebook's outputs equals its file, so the page cannot drift from the
+stored runs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+from .profiles import active_profile, check_profile
+from .runtime import output_dir
+
+RESULTS_MIME = "application/vnd.itemchest.results+json"
+RESULTS_VARIABLE = "ITEMCHEST_RESULTS"
+REQUIRED_FIELDS = ("metric", "value", "data", "steps", "wall_time_s", "device")
+OPTIONAL_FIELDS = ("paper", "note")
+
+
+def repository_root(start: Path | None = None) -> Path | None:
+    """The nearest folder at or above ``start`` (default: the working directory) holding the book's ``_toc.yml``."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "_toc.yml").is_file():
+            return folder
+    return None
+
+
+def results_dir(profile: str | None = None) -> Path:
+    """Where results files go: ``$ITEMCHEST_RESULTS/<profile>``, else ``<repository>/results/<profile>``,
+    else (outside a checkout, e.g. on Colab) ``itemchest_outputs/results/<profile>``."""
+    profile = check_profile(profile) if profile is not None else active_profile()
+    if os.environ.get(RESULTS_VARIABLE):
+        base = Path(os.environ[RESULTS_VARIABLE])
+    else:
+        root = repository_root()
+        base = root / "results" if root is not None else output_dir("results")
+    path = base / profile
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _check_row(row: dict, index: int) -> dict:
+    missing = [field for field in REQUIRED_FIELDS if field not in row]
+    unknown = sorted(set(row) - set(REQUIRED_FIELDS) - set(OPTIONAL_FIELDS))
+    if missing or unknown:
+        raise ValueError(f"results row {index} ({row.get('metric', '?')!r}): missing fields {missing}, "
+                         f"unknown fields {unknown}; fields are {REQUIRED_FIELDS + OPTIONAL_FIELDS}")
+    clean = {}
+    for field, value in row.items():
+        if hasattr(value, "item"):          # numpy / torch scalars
+            value = value.item()
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"results row {index} ({row['metric']!r}): {field} is {value}; "
+                             "a non-finite number usually means the run diverged — rerun or lower the learning rate")
+        if value is not None and not isinstance(value, (str, int, float)):
+            raise TypeError(f"results row {index}: {field} must be a string or a number, not {type(value).__name__}")
+        clean[field] = value
+    return clean
+
+
+def _format(value) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 1e5 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value).replace("|", "\\|")
+
+
+def results_markdown(rows: list[dict], profile: str) -> str:
+    lines = ["| metric | value | paper | data | steps | wall time | device |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for row in rows:
+        wall = row["wall_time_s"]
+        wall_text = "—" if wall is None else f"{wall:.0f} s"
+        lines.append("| " + " | ".join([_format(row["metric"]), _format(row["value"]), _format(row.get("paper")),
+                                         _format(row["data"]), _format(row["steps"]), wall_text,
+                                         _format(row["device"])]) + " |")
+    return "\n".join(lines) + f"\n\n*Profile `{profile}`.*"
+
+
+def record_results(notebook: str, rows: list[dict], *, profile: str | None = None, display: bool = True) -> Path:
+    """Write ``rows`` (one dict per headline number) to ``results/<profile>/<notebook>.json`` and show them.
+
+    Each row has ``metric``, ``value``, ``data`` (what it was measured on), ``steps``, ``wall_time_s`` and
+    ``device``, optionally ``paper`` (the paper's own number, as text with its setting) and ``note``.
+    The displayed output carries the same JSON, which the site's tests compare with the file.
+    """
+    profile = check_profile(profile) if profile is not None else active_profile()
+    if not rows:
+        raise ValueError("record_results needs at least one row")
+    payload = {"notebook": notebook, "profile": profile,
+               "rows": [_check_row(dict(row), index) for index, row in enumerate(rows)]}
+    path = results_dir(profile) / f"{notebook}.json"
+    partial = path.with_suffix(".json.partial")
+    partial.write_text(json.dumps(payload, indent=1, ensure_ascii=False) + "\n")
+    partial.replace(path)
+    if display:
+        from IPython.display import display as show
+        show({"text/markdown": results_markdown(payload["rows"], profile), RESULTS_MIME: payload}, raw=True)
+    return path
+
+
+def load_results(path: Path) -> dict:
+    """Read a results file written by :func:`record_results`, with a clear error when it is unreadable."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"Cannot read the results file {path}: {error}. Re-run its notebook in the profile "
+                         "named by the folder to write it again.") from error

@@ -1,0 +1,75 @@
+import json
+import math
+
+import pytest
+
+import itemchest_utils as icu
+from itemchest_utils.results import RESULTS_MIME, repository_root, results_markdown
+
+
+def row(**changes):
+    base = dict(metric="FID", value=12.5, paper="3.1 (CIFAR-10)", data="shapes 32²", steps=100,
+                wall_time_s=3.2, device="cpu (2 threads)")
+    base.update(changes)
+    return base
+
+
+def test_record_results_writes_the_rows_it_displays(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("ITEMCHEST_RESULTS", str(tmp_path))
+    path = icu.record_results("demo", [row(), row(metric="accuracy", value=0.9, paper=None)], profile="smoke")
+    assert path == tmp_path / "smoke" / "demo.json"
+    payload = json.loads(path.read_text())
+    assert payload["notebook"] == "demo" and payload["profile"] == "smoke"
+    assert [r["metric"] for r in payload["rows"]] == ["FID", "accuracy"]
+    assert payload["rows"][0]["value"] == 12.5
+    assert icu.load_results(path) == payload
+
+
+def test_record_results_rejects_bad_rows(tmp_path, monkeypatch):
+    monkeypatch.setenv("ITEMCHEST_RESULTS", str(tmp_path))
+    with pytest.raises(ValueError, match="missing fields"):
+        icu.record_results("demo", [dict(metric="x", value=1)], profile="smoke", display=False)
+    with pytest.raises(ValueError, match="unknown fields"):
+        icu.record_results("demo", [row(colour="red")], profile="smoke", display=False)
+    with pytest.raises(ValueError, match="diverged"):
+        icu.record_results("demo", [row(value=math.nan)], profile="smoke", display=False)
+    with pytest.raises(ValueError, match="at least one row"):
+        icu.record_results("demo", [], profile="smoke", display=False)
+    with pytest.raises(icu.UnknownProfileError):
+        icu.record_results("demo", [row()], profile="huge", display=False)
+    assert not (tmp_path / "smoke" / "demo.json").exists()
+
+
+def test_numpy_and_torch_scalars_become_plain_numbers(tmp_path, monkeypatch):
+    import numpy as np
+    import torch
+    monkeypatch.setenv("ITEMCHEST_RESULTS", str(tmp_path))
+    path = icu.record_results("demo", [row(value=np.float32(0.5), steps=torch.tensor(7))], profile="smoke",
+                              display=False)
+    stored = icu.load_results(path)["rows"][0]
+    assert stored["value"] == 0.5 and stored["steps"] == 7
+
+
+def test_unreadable_results_file_gives_a_clear_error(tmp_path):
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    with pytest.raises(ValueError, match="Re-run its notebook"):
+        icu.load_results(broken)
+
+
+def test_results_default_to_the_repository_folder(tmp_path, monkeypatch):
+    monkeypatch.delenv("ITEMCHEST_RESULTS", raising=False)
+    (tmp_path / "_toc.yml").write_text("root: intro\n")
+    notebook_dir = tmp_path / "notebooks" / "gan"
+    notebook_dir.mkdir(parents=True)
+    monkeypatch.chdir(notebook_dir)
+    assert repository_root() == tmp_path
+    assert icu.results_dir("smoke") == tmp_path / "results" / "smoke"
+
+
+def test_markdown_table_has_one_line_per_row():
+    text = results_markdown([row(), row(metric="a|b", value=None, wall_time_s=None)], "book")
+    lines = [line for line in text.splitlines() if line.startswith("|")]
+    assert len(lines) == 4
+    assert "a\\|b" in lines[3] and "—" in lines[3]
+    assert RESULTS_MIME.endswith("+json")
