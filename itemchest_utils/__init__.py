@@ -16,6 +16,8 @@ from .runtime import describe_device, output_dir, pick_device, seed_everything
 from .scenes import (RoomScenes, RoomsDataset, look_at, render_views, ring_viewpoints, room_scene, rooms_dataset,
                      sample_free_viewpoints, sample_ring_viewpoints, sample_rooms, viewpoint_pose, viewpoint_vector)
 from .shapes import ATTRIBUTE_VALUES, ShapeAttributes, render_shapes, sample_shape_attributes, shapes_dataset
+from .translation import (PairedTest, UnpairedDomains, attribute_index, background_images,
+                          paired_test_set, per_image_mse, translation_scores, unpaired_domains)
 from .training import (CheckpointMismatchError, History, NonFiniteLossError, checkpoint_dir, fit,
                        load_checkpoint, save_checkpoint)
 
