@@ -102,8 +102,16 @@ def record_results(notebook: str, rows: list[dict], *, profile: str | None = Non
     partial.write_text(json.dumps(payload, indent=1, ensure_ascii=False) + "\n")
     partial.replace(path)
     if display:
-        from IPython.display import display as show
-        show({"text/markdown": results_markdown(payload["rows"], profile), RESULTS_MIME: payload}, raw=True)
+        table = results_markdown(payload["rows"], profile)
+        try:
+            from IPython import get_ipython
+            from IPython.display import display as show
+        except ImportError:
+            get_ipython = None
+        if get_ipython is not None and get_ipython() is not None:
+            show({"text/markdown": table, RESULTS_MIME: payload}, raw=True)
+        else:                                   # run as a plain script
+            print(table)
     return path
 
 

@@ -1,0 +1,116 @@
+"""Site directives built from the stored runs, so the site cannot drift from them.
+
+``results-table``: one table of every notebook's headline numbers, read from ``results/book/<notebook>.json``
+(written by ``itemchest_utils.record_results`` during each notebook's `book` run).
+``notebook-gallery``: one card per notebook with the figure its cell tagged ``landing-figure`` stored.
+Both list the notebooks in the order of ``_toc.yml``; a notebook without a results file or a tagged figure is a
+build warning, and the site is built with warnings as errors.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import posixpath
+from pathlib import Path
+
+import yaml
+from docutils import nodes
+from docutils.statemachine import StringList
+from sphinx.util.docutils import SphinxDirective
+
+from itemchest_utils.results import _format
+
+ROOT = Path(__file__).resolve().parents[2]
+LANDING_TAG = "landing-figure"
+
+
+def toc_notebooks(root: Path = ROOT) -> list[tuple[str, str]]:
+    """(docname, part caption) of every notebook page in ``_toc.yml``, in reading order."""
+    toc = yaml.safe_load((root / "_toc.yml").read_text())
+    found = []
+
+    def walk(entries, caption):
+        for entry in entries or []:
+            name = entry.get("file", "")
+            if name.startswith("notebooks/"):
+                found.append((name, caption))
+            walk(entry.get("sections"), caption)
+            walk(entry.get("chapters"), caption)
+
+    for part in toc.get("parts", []):
+        walk(part.get("chapters"), part.get("caption", ""))
+    return found
+
+
+def notebook_title(notebook: dict) -> str:
+    for cell in notebook["cells"]:
+        if cell["cell_type"] == "markdown":
+            for line in "".join(cell["source"]).splitlines():
+                if line.startswith("# "):
+                    return line[2:].strip()
+    return "?"
+
+
+def landing_figure(notebook: dict) -> str | None:
+    """The base64 PNG stored by the notebook's cell tagged ``landing-figure``."""
+    for cell in notebook["cells"]:
+        if LANDING_TAG in cell.get("metadata", {}).get("tags", []):
+            for output in cell.get("outputs", []):
+                png = output.get("data", {}).get("image/png")
+                if png:
+                    return "".join(png).replace("\n", "")
+    return None
+
+
+class ResultsTable(SphinxDirective):
+    def run(self):
+        lines = ["| page | metric | value | paper | data | steps | wall time | device | profile |",
+                 "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for docname, _ in toc_notebooks():
+            stem = docname.rsplit("/", 1)[-1]
+            path = ROOT / "results" / "book" / f"{stem}.json"
+            self.env.note_dependency(str(path))
+            if not path.exists():
+                self.reporter.warning(f"no results file {path.relative_to(ROOT)}: run {docname}.py in the "
+                                      "book profile (it calls icu.record_results)", line=self.lineno)
+                continue
+            payload = json.loads(path.read_text())
+            link = f"{{doc}}`{stem} </{docname}>`"
+            for row in payload["rows"]:
+                wall = row["wall_time_s"]
+                cells = [link, _format(row["metric"]), _format(row["value"]), _format(row.get("paper")),
+                         _format(row["data"]), _format(row["steps"]), "—" if wall is None else f"{wall:,.0f} s",
+                         _format(row["device"]), payload["profile"]]
+                lines.append("| " + " | ".join(cells) + " |")
+        container = nodes.container(classes=["itemchest-results"])
+        self.state.nested_parse(StringList(lines, source="results-table"), self.content_offset, container)
+        return [container]
+
+
+class NotebookGallery(SphinxDirective):
+    def run(self):
+        here = posixpath.dirname(self.env.docname)
+        cards = []
+        for docname, caption in toc_notebooks():
+            path = ROOT / f"{docname}.ipynb"
+            self.env.note_dependency(str(path))
+            notebook = json.loads(path.read_text())
+            png = landing_figure(notebook)
+            if png is None:
+                self.reporter.warning(f"{docname}.ipynb has no stored PNG in a cell tagged {LANDING_TAG!r}",
+                                      line=self.lineno)
+                continue
+            href = posixpath.relpath(docname, here) + ".html"
+            title = html.escape(notebook_title(notebook))
+            cards.append(f'<a class="itemchest-card" href="{href}"><img src="data:image/png;base64,{png}" '
+                         f'alt="A figure from the page {title}"><span class="itemchest-card-family">'
+                         f'{html.escape(caption)}</span><span class="itemchest-card-title">{title}</span></a>')
+        return [nodes.raw("", '<div class="itemchest-gallery">' + "".join(cards) + "</div>", format="html")]
+
+
+def setup(app):
+    app.add_directive("results-table", ResultsTable)
+    app.add_directive("notebook-gallery", NotebookGallery)
+    app.add_css_file("itemchest.css")
+    return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
