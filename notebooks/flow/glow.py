@@ -742,7 +742,7 @@ plt.show()
 # *temperature* $T = 0.7$: every prior's standard deviation is multiplied by $T$, which trades diversity for
 # cleaner samples. Rows: $T$ = 0.5, 0.7, 0.85, 1.0.
 
-# %% tags=["landing-figure"]
+# %%
 model.eval()
 torch.manual_seed(3)
 with torch.no_grad():
@@ -756,7 +756,7 @@ plt.show()
 # and the top one), interpolate each latent linearly, and decode. The two ends are the digits themselves, up to
 # the dequantisation noise, because $f^{-1}(f(x)) = x$.
 
-# %%
+# %% tags=["landing-figure"]
 pairs_to_join = [(0, 1), (2, 3), (4, 5), (6, 7)]
 mix = torch.linspace(0, 1, 10, device=device)
 with torch.no_grad():
