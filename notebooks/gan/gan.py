@@ -20,8 +20,8 @@
 # | **Family** | [GAN family](../../book/gan-family.md) |
 # | **Trains here** | a 1-D toy game in seconds, then the paper's MLP generator and maxout discriminator on 4,000 real MNIST digits, a few CPU minutes |
 #
-# **The idea in three sentences.** A *generator* $G$ turns noise $z \sim p(z)$ into samples $G(z)$, and a
-# *discriminator* $D$ outputs the probability that its input came from the data rather than from $G$. The two
+# **The idea in three sentences.** A {term}`generator` $G$ turns noise $z \sim p(z)$ into samples $G(z)$, and a
+# {term}`discriminator` $D$ outputs the probability that its input came from the data rather than from $G$. The two
 # are trained against each other: $D$ to tell real from generated, $G$ to make $D$ wrong. At the game's
 # equilibrium the generator's distribution equals the data distribution — and nowhere along the way does
 # anyone compute a likelihood, which is what lets $G$ be any differentiable network.
@@ -133,7 +133,7 @@ for d, g_sat, g_ns in zip([0.001, 0.1, 0.5, 0.9], saturating_grad, non_saturatin
 # The paper explains the game with a picture: data density (black, dotted), generator density (green), the
 # discriminator (blue, dashed), and the map $x = G(z)$ from a uniform $z$ (the lines at the bottom). We play
 # that game for real. $p_\text{data} = \mathcal N(1.5, 0.5^2)$; $G$ and $D$ are small MLPs; $D$ takes one
-# Adam step and then $G$ takes one ($k = 1$, as in the paper's experiments), with the non-saturating loss.
+# Adam step and then $G$ takes one ($k = 1$, as in the paper's experiments), with the {term}`non-saturating loss`.
 
 # %%
 TOY_MEAN, TOY_STD = 1.5, 0.5
@@ -393,7 +393,7 @@ print(f"D: {sum(p.numel() for p in check_discriminator.parameters()):,} paramete
 # every step, and momentum rising linearly from 0.5 (epoch 1) to 0.7 (epoch 250). With 4,000 digits an epoch
 # is 40 steps, so the `book` run of 10,000 steps covers the whole momentum ramp. The recipe matters: with the
 # Adam setting that DCGAN later made standard (learning rate $2\times10^{-4}$, $\beta_1 = 0.5$) this MLP
-# pair collapsed onto a single digit class within 4,000 steps in our trials, while the paper's SGD covers all
+# pair collapsed onto a single digit class ({term}`mode collapse`) within 4,000 steps in our trials, while the paper's SGD covers all
 # ten classes. What differs from the paper is the scale: 4,000 digits instead of 50,000 and a far shorter run.
 
 # %%
@@ -488,7 +488,7 @@ plt.show()
 # memorised. Top row: samples from $G$ (not cherry-picked). Bottom row: the closest of the 4,000 training
 # digits in pixel distance.
 
-# %%
+# %% tags=["landing-figure"]
 generator.eval()
 torch.manual_seed(1)
 with torch.no_grad():
@@ -532,8 +532,8 @@ print(f"median distance to the nearest training digit: samples {sample_distances
 # 4,000 embedded training digits (`icu.mnist_classifier()`; its test accuracy is printed below):
 #
 # - **FID (MNIST-classifier features)** — the Fréchet distance between Gaussians fitted to the classifier's
-#   128-d penultimate features of samples and of the 1,000 test digits. It is the recipe of the Fréchet
-#   Inception Distance {cite}`heusel2017fid` with a digit classifier in place of Inception, so its values
+#   128-d penultimate features of samples and of the 1,000 test digits. It is the recipe of the
+#   {term}`Fréchet Inception Distance <FID>` {cite}`heusel2017fid` with a digit classifier in place of Inception, so its values
 #   are *not* comparable with published FIDs — only between models scored here. Lower is better; real
 #   training digits against test digits give the floor.
 # - **Mode coverage** — the class histogram of the samples as the classifier sees them, its entropy
@@ -576,7 +576,7 @@ plt.show()
 # %% [markdown]
 # ### The paper's metric: a Gaussian Parzen-window log-likelihood
 #
-# The paper fits a Gaussian kernel density to generated samples and reports the mean log-likelihood of test
+# The paper fits a Gaussian kernel density to generated samples (a {term}`Parzen window estimate`) and reports the mean log-likelihood of test
 # digits under it, with the kernel width $\sigma$ chosen on a validation set. We follow the recipe: kernels on
 # 10,000 samples, $\sigma$ from ten values between 0.1 and 1 chosen on the first 500 test digits, the estimate
 # on the other 500 (mean ± standard error, in nats). The same is done with the 4,000 *training digits* as
@@ -617,6 +617,31 @@ for name, parzen_name in [("training digits (the floor)", "training digits"), ("
     c = coverage[name]
     print(f"{parzen_name:<22}{fid[name]:>16.2f}{c.classes_covered:>9}{c.entropy:>9.3f}{c.mean_confidence:>12.3f}"
           f"{parzen[parzen_name][0]:>10.1f} ± {parzen[parzen_name][1]:.1f}")
+
+# %% [markdown]
+# The headline numbers of this run, also written to `results/book/gan.json` for the
+# [results page](../../book/results.md):
+
+# %%
+run_device = icu.describe_device(device)
+gan_coverage = coverage["GAN"]
+icu.record_results("gan", [
+    dict(metric="Parzen-window log-likelihood of test digits (nats)", value=round(parzen["GAN"][0], 1),
+         data=f"{len(parzen_test):,} held-out {mnist.name} digits, {parzen['GAN'][3]:,} samples as centres, "
+              f"σ = {parzen['GAN'][2]:.3f} chosen on {len(parzen_validation):,} others",
+         steps=config.steps, wall_time_s=round(history.wall_time), device=run_device,
+         paper="225 ± 2 nats (Table 1; 50,000 MNIST training digits, σ on 10,000 validation digits, 10,000 test digits)",
+         note=f"± {parzen['GAN'][1]:.1f} standard error; the training digits as centres score {parzen['training digits'][0]:.1f}"),
+    dict(metric="FID (MNIST-classifier features)", value=round(fid["GAN"], 2),
+         data=f"{len(sample_images):,} samples vs {len(mnist.test_images):,} held-out {mnist.name} digits",
+         steps=config.steps, wall_time_s=round(history.wall_time), device=run_device, paper=None,
+         note=f"training digits give {fid['training digits (the floor)']:.2f}, the untrained generator "
+              f"{fid['untrained generator']:.2f}; not comparable with Inception FIDs"),
+    dict(metric="digit classes covered (of 10)", value=gan_coverage.classes_covered,
+         data=f"{len(sample_images):,} samples, classified by the reference MNIST classifier",
+         steps=config.steps, wall_time_s=round(history.wall_time), device=run_device, paper=None,
+         note=f"class entropy {gan_coverage.entropy:.3f} nats (uniform: {math.log(10):.3f})"),
+])
 
 # %% [markdown]
 # ### Beside the paper

@@ -22,11 +22,12 @@
 #
 # **The idea in three sentences.** Instead of training a generator and a discriminator at the final
 # resolution from the first step, start both at $4\times4$ and add layers, one resolution at a time, that are
-# *faded in* smoothly while training continues. The networks first learn the large-scale structure of the
+# {term}`faded in <fade-in>` smoothly while training continues. The networks first learn the large-scale structure of the
 # images — where things are, which colours — on a task that is small and fast, and each new layer then only
 # has to add detail to an already good coarser image. With it come four tricks that the paper found just as
-# necessary: a minibatch standard-deviation feature against mode collapse, equalized learning rates,
-# pixelwise feature normalization in the generator, and an exponential moving average of the generator's weights.
+# necessary: a {term}`minibatch standard-deviation <minibatch standard deviation>` feature against {term}`mode collapse`,
+# {term}`equalized learning rates <equalized learning rate>`, {term}`pixelwise feature normalization <pixel normalization>`
+# in the generator, and an {term}`exponential moving average` of the generator's weights.
 
 # %% [markdown]
 # ## Setup
@@ -105,7 +106,7 @@ print(f"levels: {[4 * 2 ** level for level in range(TOP_LEVEL + 1)]}; device: {i
 # generated images always have the same effective resolution.
 #
 # **Loss.** The paper uses WGAN-GP {cite}`gulrajani2017wgangp`: $D$ is a critic that outputs a score, not a
-# probability, and a gradient penalty keeps it close to 1-Lipschitz. The paper adds a small *drift* term that
+# probability, and a {term}`gradient penalty` keeps it close to 1-Lipschitz. The paper adds a small *drift* term that
 # keeps the real scores from wandering away from zero:
 #
 # $$L_D = \mathbb E_{z}[D(G(z))] - \mathbb E_x[D(x)] + \lambda\,\mathbb E_{\hat x}\big[(\lVert\nabla_{\hat x} D(\hat x)\rVert_2 - 1)^2\big] + \epsilon_{\text{drift}}\,\mathbb E_x[D(x)^2],\qquad L_G = -\mathbb E_z[D(G(z))],$$
@@ -615,7 +616,7 @@ plt.show()
 # Left, held-out real images; then the averaged generator of the growing run, its latest weights, and the
 # averaged generator of the baseline. All from the same latent vectors where the networks share them.
 
-# %%
+# %% tags=["landing-figure"]
 torch.manual_seed(3)
 final_latents = sample_latents(36)
 with torch.no_grad():
@@ -724,19 +725,38 @@ plt.show()
 #
 # **What the stored `book` run says.** Both runs are far from the floor, and neither draws clean shapes with
 # corners: the backgrounds and the proportions of backgrounds and styles are right, the shapes are blobs and
-# rings with coloured fringes. At the same wall-clock budget, the baseline trained at $32	imes32$ from the
+# rings with coloured fringes. At the same wall-clock budget, the baseline trained at $32\times32$ from the
 # start reached the *lower* FID (shapes-classifier features). We report that as measured. Two reasons, both
 # about scale. First, growing buys speed by spending most images at low resolution — here it saw nearly twice
 # as many images in the same time — but its last level got only two phases (a fade-in and one stabilization
-# of 16,000 images each), about half the steps the baseline spent at $32	imes32$; at this budget the top
+# of 16,000 images each), about half the steps the baseline spent at $32\times32$; at this budget the top
 # level is simply under-trained. Second, the problem growing solves is that a high-resolution GAN trained
-# from scratch is unstable and slow to find the large-scale structure; at $32	imes32$, on images with plain
-# backgrounds, direct training is already stable. The paper's evidence is at $128	imes128$ and above
+# from scratch is unstable and slow to find the large-scale structure; at $32\times32$, on images with plain
+# backgrounds, direct training is already stable. The paper's evidence is at $128\times128$ and above
 # (its Table 1 and Figure 4), with 600k–800k images per phase, and its headline results — a record
-# unsupervised CIFAR-10 inception score of 8.80 and $1024	imes1024$ CelebA-HQ faces — come from days of GPU
-# training. The `full` profile ($64	imes64$, the paper's phase lengths) is the place to test the claim; what
+# unsupervised CIFAR-10 inception score of 8.80 and $1024\times1024$ CelebA-HQ faces — come from days of GPU
+# training. The `full` profile ($64\times64$, the paper's phase lengths) is the place to test the claim; what
 # this page shows is the mechanism, and that at small scale it is not free.
-#
+
+# %% [markdown]
+# The headline numbers of this run, also written to `results/book/pggan.json` for the
+# [results page](../../book/results.md):
+
+# %%
+run_device = icu.describe_device(device)
+scored = (f"{config.eval_samples:,} generated vs {config.eval_samples:,} held-out procedural shape images, "
+          f"{config.resolution}x{config.resolution}")
+result_rows = []
+for name, run_history in [("growing, averaged G", growing_history), ("no growing, averaged G", baseline_history)]:
+    result = results[name]
+    result_rows.append(dict(
+        metric=f"FID (shapes-classifier features), {name}", value=round(result["fid"], 2), data=scored,
+        steps=len(run_history.steps), wall_time_s=round(run_history.wall_time), device=run_device, paper=None,
+        note=(f"{result['covered']}/{combinations} attribute combinations covered; training images give "
+              f"{results['training images (floor)']['fid']:.2f}; not comparable with Inception FIDs")))
+icu.record_results("pggan", result_rows)
+
+# %% [markdown]
 # ## Quality gates
 # Thresholds an untrained or collapsed generator fails: the growing run's averaged generator must bring the
 # FID (shapes-classifier features) below a fraction of the untrained generator's, and its attribute

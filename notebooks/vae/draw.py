@@ -21,12 +21,12 @@
 # | **Trains here** | DRAW with and without attention, and a plain VAE for comparison, on 4,000 real MNIST digits, about ten minutes on a 2-core CPU |
 #
 # **The idea in three sentences.** A VAE decodes its whole image from one latent vector in one shot; DRAW
-# instead builds the image over $T$ steps, adding to a *canvas* at each step, with a recurrent decoder that
+# instead builds the image over $T$ steps, adding to a {term}`canvas` at each step, with a recurrent decoder that
 # receives a fresh latent vector $z_t$ every step, and a recurrent encoder that looks at what the canvas still
-# gets wrong. A differentiable *attention* mechanism — a grid of Gaussian filters whose position, zoom and
+# gets wrong. A differentiable {term}`attention <written attention>` mechanism — a grid of Gaussian filters whose position, zoom and
 # sharpness the network chooses — lets each step read from and write to a small patch of the image rather
-# than all of it. The whole thing is still trained by maximising one evidence lower bound, now a sum of
-# per-step KL terms plus the likelihood of the final canvas, with the reparameterization trick at every step.
+# than all of it. The whole thing is still trained by maximising one {term}`evidence lower bound <ELBO>`, now a sum of
+# per-step {term}`KL <KL divergence>` terms plus the likelihood of the final canvas, with the {term}`reparameterization trick` at every step.
 
 # %% [markdown]
 # ## Setup
@@ -561,7 +561,7 @@ icu.show_animation(frames, icu.output_dir("draw") / "generation.gif", fps=max(3,
 # %% [markdown]
 # The same sequence as a still: one row per time step (a selection when $T$ is large), the first ten samples.
 
-# %%
+# %% tags=["landing-figure"]
 shown_steps = sorted(set(np.linspace(1, config.T, min(config.T, 10)).round().astype(int).tolist()))
 rows = [render(prior_trace[t - 1][0][:10], [(*prior_trace[t - 1][1], config.write_n, RED)], columns=10)
         for t in shown_steps]
@@ -639,7 +639,7 @@ plt.show()
 #
 # - the **negative ELBO** $\mathcal L^x + \mathcal L^z$ in nats, averaged over several samples per digit — an
 #   upper bound on $-\log p(x)$, the quantity the paper reports;
-# - an **importance-weighted estimate** $-\mathcal L_k$ on a subset, a tighter upper bound;
+# - an **importance-weighted estimate** $-\mathcal L_k$ (the {term}`importance-weighted bound`) on a subset, a tighter upper bound;
 # - the same negative ELBO on 1,000 training digits, to show the generalisation gap;
 # - a **baseline**: independent Bernoulli pixels with the training set's mean grey levels; and, for scale, an
 #   untrained DRAW, whose grey canvas $\sigma(0) = 0.5$ costs about $784 \log 2 \approx 543$ nats.
@@ -700,6 +700,23 @@ for name, r in results.items():
 print(f"(IWAE on the first {len(iwae_data):,} test digits; the -ELBO of each model on that subset: "
       + ", ".join(f"{-r['elbo_subset']:.2f}" for r in results.values()) + ")")
 print("evaluation time: " + ", ".join(f"{name} {r['eval_seconds']:.0f} s" for name, r in results.items()))
+
+# %% [markdown]
+# The headline numbers of this run, also written to `results/book/draw.json` for the
+# [results page](../../book/results.md):
+
+# %%
+PAPER_ROWS = {"DRAW, attention": "≤ 80.97 nats (Table 2; binarized MNIST, 60,000 training digits, T = 64, "
+                                  "read 2x2, write 5x5)",
+              "DRAW, no attention": "≤ 87.40 nats (Table 2; binarized MNIST, 60,000 training digits)", "VAE": None}
+run_device = icu.describe_device(device)
+icu.record_results("draw", [
+    dict(metric=f"test −ELBO, {name} (nats per digit)", value=round(-r["elbo"], 2),
+         data=f"{len(test_binary):,} held-out binarized {mnist.name} digits", steps=config.steps,
+         wall_time_s=round(histories[name].wall_time), device=run_device, paper=PAPER_ROWS[name],
+         note=f"IWAE k={config.iwae_k} on the first {len(iwae_data):,} of them: {-r['iwae']:.2f}")
+    for name, r in results.items()
+])
 
 # %% [markdown]
 # ### Beside the paper

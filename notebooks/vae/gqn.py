@@ -22,10 +22,10 @@
 #
 # **The idea in three sentences.** A *representation network* looks at a few images of a scene, each with the
 # camera pose it was taken from, encodes every (image, pose) pair separately and *adds* the encodings into
-# one scene representation $r$. A *generation network* — a DRAW-like recurrent VAE with convolutional LSTMs
-# and a canvas — renders the scene from any new query pose, given $r$; where the context views leave the
+# one {term}`scene representation` $r$. A *generation network* — a DRAW-like recurrent VAE with {term}`convolutional LSTMs <ConvLSTM>`
+# and a {term}`canvas` — renders the scene from any new query pose, given $r$; where the context views leave the
 # scene uncertain, its latent variables let it sample different plausible images. The two are trained
-# end to end as a conditional VAE, by maximising the ELBO of held-out query views, with no labels of any kind:
+# end to end as a conditional VAE, by maximising the {term}`ELBO` of held-out query views, with no labels of any kind:
 # the network learns on its own what a scene representation must contain. Rosenbaum et al. then run the model
 # backwards: to find where a new image was taken, score candidate poses by how well the model explains it.
 
@@ -90,7 +90,7 @@ print("device:", icu.describe_device(device))
 # ## The idea in math
 #
 # **Observations.** A scene $i$ comes with $K$ context observations $(x^k, v^k)$, $k = 1..K$: an image $x^k$
-# and the 7-d viewpoint it was taken from, $v^k = (w_x, w_y, w_z, \cos\text{yaw}, \sin\text{yaw},
+# and the 7-d {term}`viewpoint` it was taken from, $v^k = (w_x, w_y, w_z, \cos\text{yaw}, \sin\text{yaw},
 # \cos\text{pitch}, \sin\text{pitch})$ — camera position and the cosines and sines of its angles (so that a
 # yaw of $359°$ sits next to $1°$). The task: predict the image $x^q$ seen from a *query* viewpoint $v^q$.
 #
@@ -142,7 +142,7 @@ print("device:", icu.describe_device(device))
 # $$
 #
 # estimated with one posterior sample per example and maximised over $\theta$ and $\phi$ together. Both
-# distributions are diagonal Gaussians, so every KL is in closed form:
+# distributions are diagonal Gaussians, so every {term}`KL <KL divergence>` is in closed form:
 # $\mathrm{KL} = \log\frac{\sigma_\pi}{\sigma_q} + \frac{\sigma_q^2 + (\mu_q - \mu_\pi)^2}{2\sigma_\pi^2} - \frac12$
 # per latent number, summed over channels and pixels of $z_l$.
 #
@@ -683,7 +683,7 @@ plt.show()
 # For eight held-out rooms: the three context views, the query view the model did not see, the model's
 # rendering from the query viewpoint (with $z_l = \mu_\pi$), and the two baselines.
 
-# %%
+# %% tags=["landing-figure"]
 shown = 8
 with torch.no_grad():
     predicted = model.predict(test_context[0][:shown], test_context[1][:shown], test_query[1][:shown])
@@ -964,6 +964,32 @@ axes[1, 0].set_ylabel("score − max (nats)")
 axes[1, 0].legend(fontsize=8)
 plt.tight_layout()
 plt.show()
+
+# %% [markdown]
+# The headline numbers of this run, also written to `results/book/gqn.json` for the
+# [results page](../../book/results.md):
+
+# %%
+run_device = icu.describe_device(device)
+rooms = f"{config.test_scenes:,} held-out procedural rooms, {config.resolution}x{config.resolution}, K = {EVAL_CONTEXT} context views"
+localisation_rooms = f"{n_localise} held-out rooms, K = {EVAL_CONTEXT}, {CANDIDATES} candidate ring angles"
+median_degrees = {name: torch.rad2deg(error).median().item() for name, error in errors.items()}
+icu.record_results("gqn", [
+    dict(metric="held-out query MSE, GQN (z = prior means)", value=round(numbers["GQN"]["mse_mean"], 4), data=rooms,
+         steps=config.steps, wall_time_s=round(history.wall_time), device=run_device, paper=None,
+         note="the paper reports no table of query errors"),
+    *[dict(metric=f"held-out query MSE, baseline: {name}", value=round(value, 4), data=rooms, steps=0,
+           wall_time_s=None, device=run_device, paper=None) for name, value in baselines.items()],
+    dict(metric="median localisation error, GQN ELBO score (degrees)", value=round(median_degrees["GQN, ELBO"], 1),
+         data=localisation_rooms, steps=config.steps, wall_time_s=round(history.wall_time), device=run_device,
+         paper=None, note="the paper's localisation uses mazes and free poses; not comparable"),
+    dict(metric="median localisation error, most similar context image (degrees)",
+         value=round(median_degrees["baseline: most similar context image"], 1), data=localisation_rooms,
+         steps=0, wall_time_s=None, device=run_device, paper=None),
+    dict(metric="median localisation error, discriminative regressor (degrees)",
+         value=round(median_degrees["discriminative regressor"], 1), data=localisation_rooms,
+         steps=config.regressor_steps, wall_time_s=round(regressor_history.wall_time), device=run_device, paper=None),
+])
 
 # %% [markdown]
 # ## Beside the paper

@@ -22,10 +22,10 @@
 # | **Trains here** | an MLP VAE on 4,000 real MNIST digits, a few minutes on a laptop CPU |
 #
 # **The idea in three sentences.** A latent-variable model $p_\theta(x) = \int p_\theta(x \mid z)\,p(z)\,dz$ is
-# trained by maximising a lower bound on $\log p_\theta(x)$, the *evidence lower bound* (ELBO), which needs an
+# trained by maximising a lower bound on $\log p_\theta(x)$, the *evidence lower bound* ({term}`ELBO`), which needs an
 # approximate posterior $q_\phi(z \mid x)$. Both papers make $q_\phi$ a neural network (an *encoder*) that outputs
 # the mean and standard deviation of a Gaussian, and write a sample as $z = \mu + \sigma \odot \epsilon$ with
-# $\epsilon \sim \mathcal N(0, I)$ — the *reparameterization trick* — so the bound is differentiable in
+# $\epsilon \sim \mathcal N(0, I)$ — the {term}`reparameterization trick` — so the bound is differentiable in
 # $\phi$ and low-variance gradients flow through the sample. Encoder and decoder are then trained jointly by
 # stochastic gradient ascent, like an autoencoder whose code is noisy and pulled towards the prior.
 
@@ -93,12 +93,12 @@ print("device:", icu.describe_device(device))
 # \;=\; \mathcal L(\theta, \phi; x),
 # $$
 #
-# and the gap is exactly $\mathrm{KL}(q_\phi(z \mid x) \,\|\, p_\theta(z \mid x))$: maximising $\mathcal L$
+# and the gap is exactly the {term}`KL divergence` $\mathrm{KL}(q_\phi(z \mid x) \,\|\, p_\theta(z \mid x))$: maximising $\mathcal L$
 # over $\phi$ pulls $q_\phi$ towards the true posterior, and over $\theta$ raises the likelihood.
 #
 # **The encoder.** $q_\phi(z \mid x) = \mathcal N\big(\mu_\phi(x), \operatorname{diag} \sigma^2_\phi(x)\big)$:
 # the latent vector's entries are independent Gaussians whose means and standard deviations are computed by
-# one network for every $x$ (*amortised* inference). The network outputs $\log \sigma^2$, which can take any
+# one network for every $x$ ({term}`amortised inference <amortized inference>`). The network outputs $\log \sigma^2$, which can take any
 # real value.
 #
 # **Closed-form KL** (the paper's Appendix B). For this $q$ and the standard normal prior,
@@ -203,7 +203,7 @@ def reparameterize(mu, log_var):
 #   term, the KL in closed form. This is what we train with (negated, averaged over the batch).
 # - `log_importance_weights` — $\log w_i = \log p_\theta(x \mid z_i) + \log p(z_i) - \log q_\phi(z_i \mid x)$
 #   for $k$ samples $z_i \sim q_\phi(z \mid x)$.
-# - the importance-weighted bound
+# - the {term}`importance-weighted bound`
 #   $\mathcal L_k = \mathbb E\big[\log \tfrac1k \sum_{i=1}^k w_i\big]$ (Burda et al., 2016
 #   {cite}`burda2016importance`): $\mathcal L_1$ is the ELBO, $\mathcal L_k$ rises with $k$ and tends to
 #   $\log p_\theta(x)$. With $k$ in the thousands it is the standard *estimate of the test log-likelihood*
@@ -396,7 +396,7 @@ plt.show()
 # Following the paper, a grid of points evenly spaced in $[0, 1]^2$ is mapped through the inverse Gaussian CDF,
 # so each cell covers equal prior mass, and each point is decoded.
 
-# %%
+# %% tags=["landing-figure"]
 grid_size = 20
 quantiles = torch.linspace(0.5 / grid_size, 1 - 0.5 / grid_size, grid_size)
 coordinates = torch.distributions.Normal(0.0, 1.0).icdf(quantiles)
@@ -513,6 +513,27 @@ print(f"{f'VAE z={LATENT}, IWAE k={config.iwae_k:,} on {len(iwae_data):,} digits
       f"   (ELBO on the same digits {test_elbo_same_subset:.2f})")
 
 # %% [markdown]
+# The headline numbers of this run, also written to `results/book/vae.json` for the
+# [results page](../../book/results.md):
+
+# %%
+run_device = icu.describe_device(device)
+test_data = f"{len(test_binary):,} held-out binarized {mnist.name} digits"
+icu.record_results("vae", [
+    dict(metric=f"test ELBO, z={LATENT} (nats per digit)", value=round(test_elbo, 2), data=test_data,
+         steps=config.steps, wall_time_s=round(history.wall_time), device=run_device,
+         paper=None, note="the paper shows curves only (no table), on 60,000 binarized MNIST digits"),
+    dict(metric=f"IWAE estimate of log p(x), z={LATENT}, k={config.iwae_k:,} (nats per digit)", value=round(test_iwae, 2),
+         data=f"{len(iwae_data):,} held-out binarized {mnist.name} digits", steps=config.steps,
+         wall_time_s=round(history.wall_time), device=run_device, paper=None),
+    dict(metric="test ELBO, z=2 (nats per digit)", value=round(test_elbo_2d, 2), data=test_data,
+         steps=config.steps_2d, wall_time_s=round(history_2d.wall_time), device=run_device, paper=None),
+    dict(metric="factorized Bernoulli baseline (nats per digit)", value=round(baseline, 2), data=test_data,
+         steps=0, wall_time_s=None, device=run_device, paper=None,
+         note="independent pixels with the training set's mean grey levels"),
+])
+
+# %% [markdown]
 # ### Beside the papers
 #
 # | source | data | quantity | value (nats) |
@@ -533,7 +554,7 @@ print(f"{f'VAE z={LATENT}, IWAE k={config.iwae_k:,} on {len(iwae_data):,} digits
 # ## Quality gates
 # Thresholds that a model which did not learn fails: the test ELBO must beat the pixel-means baseline by a
 # margin that fits the profile, the IWAE estimate must not fall below the ELBO, the code must carry
-# information (KL well above zero), and the 2-D model must beat the baseline too.
+# information (KL well above zero, i.e. no {term}`posterior collapse`), and the 2-D model must beat the baseline too.
 
 # %%
 assert test_elbo > baseline + config.gate_margin_nats, (
