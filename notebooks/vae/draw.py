@@ -23,7 +23,7 @@
 # **The idea in three sentences.** A VAE decodes its whole image from one latent vector in one shot; DRAW
 # instead builds the image over $T$ steps, adding to a {term}`canvas` at each step, with a recurrent decoder that
 # receives a fresh latent vector $z_t$ every step, and a recurrent encoder that looks at what the canvas still
-# gets wrong. A differentiable {term}`attention <written attention>` mechanism — a grid of Gaussian filters whose position, zoom and
+# gets wrong. A differentiable {term}`attention <attention window>` mechanism — a grid of Gaussian filters whose position, zoom and
 # sharpness the network chooses — lets each step read from and write to a small patch of the image rather
 # than all of it. The whole thing is still trained by maximising one {term}`evidence lower bound <ELBO>`, now a sum of
 # per-step {term}`KL <KL divergence>` terms plus the likelihood of the final canvas, with the {term}`reparameterization trick` at every step.
