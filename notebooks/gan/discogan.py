@@ -266,7 +266,7 @@ for method, runs in toy_runs.items():
 # translations of the same A samples in the B plane, in the same colours, over $D_B$'s belief that a point
 # is real (darker: more real). Crosses mark the 10 B modes.
 
-# %%
+# %% tags=["landing-figure"]
 mode_colours = plt.cm.tab10(np.arange(5))
 grid = torch.linspace(-3, 3, 200)
 grid_points = torch.stack(torch.meshgrid(grid, grid, indexing="xy"), -1).reshape(-1, 2)

@@ -492,7 +492,7 @@ plt.show()
 # image for a *background*, a label that only dataset 2 ever had — the mask vector's cross-dataset
 # translation.
 
-# %%
+# %% tags=["landing-figure"]
 def to_unit(images):
     return ((images + 1) / 2).clamp(0, 1)
 
