@@ -241,7 +241,7 @@ def _read_folder(folder: Path, resolution: int, limit: int | None) -> torch.Tens
         try:
             with Image.open(path) as image:
                 image = image.convert("RGB")
-                # Centre crop to a square, then resize: the official loader resizes and crops the same way.
+                # Centre crop to a square (the official datasets are already square), then resize.
                 side = min(image.size)
                 left, top = (image.width - side) // 2, (image.height - side) // 2
                 image = image.crop((left, top, left + side, top + side)).resize((resolution, resolution),
