@@ -217,7 +217,7 @@ plt.show()
 # two colours gives, after any convolution, feature maps with essentially two values, and normalizing each
 # map over the image leaves only *which side* of the edge a pixel is on, not the colours. The sanity checks
 # below show this exactly: adding any constant colour to the image leaves the instance-normalized
-# features unchanged. We therefore use **layer normalization** (`nn.GroupNorm(1, C)`): also per image and with no batch
+# features unchanged. We therefore use **layer normalization** {cite}`ba2016layer` (`nn.GroupNorm(1, C)`): also per image and with no batch
 # statistics, but one mean and variance over all channels and pixels together, so the differences between
 # channels — the colours — survive. `NORM` below selects it; `"instance"` gives the paper's choice, and
 # one of the runs below trains with it, so the two can be compared on the same budget.
@@ -708,7 +708,7 @@ for (direction, name), row in scores.items():
         results_rows.append(dict(metric=f"{name}, {direction}: {key}", value=row[key], data=data_text,
                                  steps=len(history.steps), wall_time_s=history.wall_time,
                                  device=icu.describe_device(device), **extra))
-icu.record_results("cyclegan", results_rows)
+results_file = icu.record_results("cyclegan", results_rows)
 
 # %% [markdown]
 # ## Quality gates
