@@ -1,7 +1,8 @@
 """Helpers shared by the Item Chest notebooks. The papers' algorithms live in the notebooks."""
 
-from .data import (DATASETS, CorruptDatasetError, DatasetUnavailableError, ImageDataset, TensorBatches,
-                   binarize, data_dir, embedded_mnist, load_images)
+from .data import (DATASETS, UNPAIRED_DATASETS, CorruptDatasetError, DatasetUnavailableError, ImageDataset,
+                   TensorBatches, UnpairedImageFolders, binarize, data_dir, embedded_mnist, load_images,
+                   load_unpaired_folders)
 from .classifiers import (AttributeClassifier, ReferenceClassifier, attribute_accuracy, classify, classify_attributes,
                           mnist_classifier, shapes_classifier, train_attribute_classifier, train_reference_classifier)
 from .metrics import (ModeCoverage, bernoulli_log_likelihood, bits_per_dim_to_nats, diagonal_gaussian_log_density,

@@ -205,6 +205,73 @@ def _to_float_images(data) -> torch.Tensor:
     return data.contiguous().float().div_(255.0)
 
 
+# --- unpaired image folders (the CycleGAN datasets) ------------------------------------------------
+
+UNPAIRED_DATASETS = ("apple2orange", "summer2winter_yosemite", "horse2zebra", "monet2photo", "cezanne2photo",
+                     "ukiyoe2photo", "vangogh2photo", "maps", "cityscapes", "facades", "iphone2dslr_flower")
+UNPAIRED_URL = "https://efrosgans.eecs.berkeley.edu/cyclegan/datasets/{name}.zip"
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+@dataclass(frozen=True)
+class UnpairedImageFolders:
+    """Two image domains from a CycleGAN-style folder (``trainA``, ``trainB``, ``testA``, ``testB``), in [0, 1]."""
+
+    name: str
+    train_a: torch.Tensor
+    train_b: torch.Tensor
+    test_a: torch.Tensor
+    test_b: torch.Tensor
+    source: str
+
+    def __repr__(self) -> str:
+        size = tuple(self.train_a.shape[-2:])
+        return (f"UnpairedImageFolders({self.name}: {len(self.train_a)} + {len(self.train_b)} train, "
+                f"{len(self.test_a)} + {len(self.test_b)} test, 3x{size[0]}x{size[1]}; {self.source})")
+
+
+def _read_folder(folder: Path, resolution: int, limit: int | None) -> torch.Tensor:
+    from PIL import Image
+
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise DatasetUnavailableError(f"{folder} holds no .jpg or .png images.")
+    images = []
+    for path in files[:limit]:
+        try:
+            with Image.open(path) as image:
+                image = image.convert("RGB")
+                # Centre crop to a square (the official datasets are already square), then resize.
+                side = min(image.size)
+                left, top = (image.width - side) // 2, (image.height - side) // 2
+                image = image.crop((left, top, left + side, top + side)).resize((resolution, resolution),
+                                                                                  Image.BICUBIC)
+                images.append(torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()))
+        except OSError as error:
+            raise CorruptDatasetError(f"Cannot read the image {path} ({error}); delete or replace it.") from error
+    return torch.stack(images).permute(0, 3, 1, 2).float().div_(255.0).contiguous()
+
+
+def load_unpaired_folders(name: str, resolution: int, *, limit: int | None = None) -> UnpairedImageFolders:
+    """Load ``<ITEMCHEST_DATA>/<name>/{trainA,trainB,testA,testB}`` (the layout of the official CycleGAN
+    datasets), every image centre-cropped to a square and resized to ``resolution``; at most ``limit`` images
+    per folder (in file-name order). Nothing is downloaded: when a folder is missing the error says where to
+    get the dataset and where to unpack it."""
+    root = data_dir() / name
+    missing = [part for part in ("trainA", "trainB", "testA", "testB") if not (root / part).is_dir()]
+    if missing:
+        known = name in UNPAIRED_DATASETS
+        where = (f"download {UNPAIRED_URL.format(name=name)} and unzip it in {data_dir()}" if known else
+                 f"put its images in {root}/trainA, trainB, testA and testB (the official datasets are at "
+                 f"{UNPAIRED_URL.format(name='<name>')}, <name> one of {', '.join(UNPAIRED_DATASETS)})")
+        raise DatasetUnavailableError(
+            f"The unpaired dataset {name!r} is not under {root} (missing: {', '.join(missing)}). To use it, {where}, "
+            f"so that {root}/trainA holds its images; set {DATA_VARIABLE} to use another folder.")
+    parts = {part: _read_folder(root / part, resolution, limit) for part in ("trainA", "trainB", "testA", "testB")}
+    return UnpairedImageFolders(name, parts["trainA"], parts["trainB"], parts["testA"], parts["testB"],
+                                source=f"image folders under {root}")
+
+
 # --- batching ------------------------------------------------------------------------------------
 
 class TensorBatches:

@@ -153,3 +153,55 @@ def test_a_cached_full_dataset_is_verified_and_loaded(empty_cache, monkeypatch):
     images.write_bytes(images.read_bytes()[:1000])
     with pytest.raises(CorruptDatasetError, match="Delete"):
         load_images("mnist", download=False)
+
+
+# --- unpaired image folders ---------------------------------------------------------------------
+
+def _write_images(folder, colours, size=(40, 24), suffix=".jpg"):
+    from PIL import Image
+
+    folder.mkdir(parents=True)
+    for index, colour in enumerate(colours):
+        Image.new("RGB", size, colour).save(folder / f"{index:03d}{suffix}")
+
+
+def test_unpaired_folders_are_loaded_cropped_and_resized(empty_cache):
+    from itemchest_utils import load_unpaired_folders
+
+    root = empty_cache / "horse2zebra"
+    _write_images(root / "trainA", [(255, 0, 0)] * 3)
+    _write_images(root / "trainB", [(0, 0, 255)] * 2, suffix=".png")
+    _write_images(root / "testA", [(0, 255, 0)])
+    _write_images(root / "testB", [(255, 255, 255)], size=(16, 50))
+    (root / "trainA" / "notes.txt").write_text("not an image")
+    data = load_unpaired_folders("horse2zebra", 8)
+    assert data.train_a.shape == (3, 3, 8, 8) and data.train_b.shape == (2, 3, 8, 8)
+    assert data.test_a.shape == data.test_b.shape == (1, 3, 8, 8)
+    assert data.train_a.dtype == torch.float32 and 0 <= data.train_a.min() and data.train_a.max() <= 1
+    # JPEG is lossy, PNG is not: red stays mostly red, blue exactly blue.
+    assert data.train_a[:, 0].mean() > 0.9 and data.train_a[:, 2].mean() < 0.1
+    assert torch.equal(data.train_b, torch.tensor([0.0, 0.0, 1.0]).view(1, 3, 1, 1).expand(2, 3, 8, 8))
+    assert load_unpaired_folders("horse2zebra", 8, limit=2).train_a.shape[0] == 2
+    assert "horse2zebra" in repr(data)
+
+
+def test_missing_unpaired_folders_say_where_to_get_them(empty_cache):
+    from itemchest_utils import load_unpaired_folders
+
+    with pytest.raises(DatasetUnavailableError) as caught:
+        load_unpaired_folders("horse2zebra", 32)
+    message = str(caught.value)
+    assert "https://efrosgans.eecs.berkeley.edu/cyclegan/datasets/horse2zebra.zip" in message
+    assert str(empty_cache) in message and "trainA" in message
+    (empty_cache / "horse2zebra" / "trainA").mkdir(parents=True)
+    with pytest.raises(DatasetUnavailableError, match="missing: trainB, testA, testB"):
+        load_unpaired_folders("horse2zebra", 32)
+
+
+def test_an_empty_unpaired_folder_is_a_clear_error(empty_cache):
+    from itemchest_utils import load_unpaired_folders
+
+    for part in ("trainA", "trainB", "testA", "testB"):
+        (empty_cache / "mine" / part).mkdir(parents=True)
+    with pytest.raises(DatasetUnavailableError, match="no .jpg or .png images"):
+        load_unpaired_folders("mine", 32)
