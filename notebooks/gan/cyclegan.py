@@ -23,7 +23,7 @@
 # **The idea in three sentences.** To translate images from a domain $X$ (horses) to a domain $Y$ (zebras)
 # without a single example pair, train a generator $G: X \to Y$ against a discriminator that tells its
 # outputs from real $Y$ images, and a second generator $F: Y \to X$ the same way. Adversarial losses alone
-# only ask that $G(x)$ look like *some* zebra, not like *this* horse, so CycleGAN adds a *cycle-consistency*
+# only ask that $G(x)$ look like *some* zebra, not like *this* horse, so CycleGAN adds a *{term}`cycle-consistency <cycle consistency>`*
 # loss: translating there and back must return the input, $F(G(x)) \approx x$ and $G(F(y)) \approx y$. That
 # one constraint makes the two maps near-inverses of each other, which forces them to keep the content of
 # the image and change only what differs between the domains.
@@ -91,7 +91,7 @@ print(f"device: {icu.describe_device(device)}")
 # $G: X \to Y$ and $F: Y \to X$, two discriminators: $D_Y$ tells real $y$ from $G(x)$, $D_X$ tells real $x$
 # from $F(y)$.
 #
-# **Adversarial loss, least-squares form.** The paper replaces the log-likelihood GAN loss by the
+# **Adversarial loss, {term}`least-squares <least-squares GAN>` form.** The paper replaces the log-likelihood GAN loss by the
 # least-squares one of LSGAN {cite}`mao2017lsgan`, which trains more stably and gives higher-quality results:
 #
 # $$\mathcal L_{\text{GAN}}(G, D_Y) = \mathbb E_{y}\big[(D_Y(y) - 1)^2\big] + \mathbb E_{x}\big[D_Y(G(x))^2\big],$$
@@ -201,7 +201,7 @@ plt.show()
 # settings), both directions returned blurred blobs and even the cycles $F(G(x))$ lost the shapes. Reflection padding avoids border artefacts; every
 # convolution but the last is followed by a normalization layer and ReLU.
 #
-# **Discriminator**: a *PatchGAN* (from pix2pix {cite}`isola2017pix2pix`): a fully convolutional network
+# **Discriminator**: a *{term}`PatchGAN`* (from pix2pix {cite}`isola2017pix2pix`): a fully convolutional network
 # whose output is a grid of scores, each judging one patch of the image, averaged in the loss. The paper's
 # `C64-C128-C256-C512` ($4\times4$ kernels, three of them with stride 2) judges $70\times70$ patches of a
 # $256\times256$ image. Ours has two stride-2 layers and widths `C16-C32-C64` in `book`: a $6\times6$ grid of
@@ -294,7 +294,7 @@ def initialize(module: nn.Module) -> nn.Module:
 
 
 # %% [markdown]
-# ## Losses, the history buffer and the learning-rate schedule
+# ## Losses, the {term}`history buffer` and the learning-rate schedule
 #
 # The losses are the equations above, term by term. The image pool follows the paper's code: until it
 # holds 50 images it stores every generated image and returns it unchanged; afterwards each new image is,
@@ -532,7 +532,7 @@ runs["instance norm"] = train("instance-norm", CYCLE_WEIGHT, IDENTITY_WEIGHT, no
 # back $F(G(x))$, and — the row no unpaired dataset can give — the true outlined image of the same scene.
 # For B → A the same with the roles swapped.
 
-# %%
+# %% tags=["landing-figure"]
 @torch.no_grad()
 def translate(generator: nn.Module, images: torch.Tensor) -> torch.Tensor:
     return torch.cat([to_unit(generator(to_model(images[i:i + 200]).to(device))).cpu()

@@ -111,7 +111,7 @@ print(f"device: {icu.describe_device(device)}")
 # **Why both directions.** The paper builds the model in three steps, and its toy experiment (next section)
 # shows what each step fixes:
 # 1. *A GAN* $G_{AB}$ with $D_B$ only. Nothing ties the output to the input: the generator may send every
-#    input to one convincing output (mode collapse), and which A goes to which B is arbitrary.
+#    input to one convincing output ({term}`mode collapse`), and which A goes to which B is arbitrary.
 # 2. *A GAN with one reconstruction loss*, $L_{\text{GAN}_B} + L_{\text{CONST}_A}$. Now $G_{AB}$ must keep
 #    enough of $x_A$ for $G_{BA}$ to recover it: different inputs go to different outputs. But only the
 #    A → B direction is checked; several B modes may still receive no A input, and $G_{BA}$ is free to

@@ -25,7 +25,7 @@
 # images of its two domains. StarGAN trains a *single* generator $G(x, c)$ that takes the image and the label
 # $c$ of the domain to translate it to; a discriminator with a second head that classifies domains teaches
 # $G$ to produce the asked label, and a cycle back to the original label teaches it to change nothing else.
-# A *mask vector* appended to the label lets the same model learn from several datasets that label
+# A *{term}`mask vector`* appended to the label lets the same model learn from several datasets that label
 # different attributes, and then translate images of one dataset into the domains of the other.
 
 # %% [markdown]
@@ -87,14 +87,14 @@ print(f"device: {icu.describe_device(device)}")
 # colour channels, so every convolution sees the target domain.
 #
 # **Discriminator with two heads.** $D$ shares one convolutional body and ends in two outputs:
-# $D_{src}(x)$, a grid of real/fake scores over image patches (PatchGAN), and $D_{cls}(x)$, logits over
-# the domain labels.
+# $D_{src}(x)$, a grid of real/fake scores over image patches ({term}`PatchGAN`), and $D_{cls}(x)$, logits over
+# the {term}`domain labels <domain label>`.
 #
 # **Losses.** For a real image $x$ with its label $c'$ and a target label $c$,
 #
 # $$\mathcal L_{adv} = \mathbb E_x[D_{src}(x)] - \mathbb E_{x,c}[D_{src}(G(x,c))] - \lambda_{gp}\,\mathbb E_{\hat x}\big[(\lVert\nabla_{\hat x}D_{src}(\hat x)\rVert_2 - 1)^2\big],$$
 #
-# the WGAN-GP objective {cite}`gulrajani2017wgangp` ($\hat x$ uniform on segments between real and
+# the {term}`WGAN-GP <Wasserstein GAN>` objective {cite}`gulrajani2017wgangp` ($\hat x$ uniform on segments between real and
 # translated images), which $D$ maximises and $G$ minimises;
 #
 # $$\mathcal L^r_{cls} = \mathbb E_{x,c'}[-\log D_{cls}(c' \mid x)],\qquad \mathcal L^f_{cls} = \mathbb E_{x,c}[-\log D_{cls}(c \mid G(x,c))],$$
