@@ -200,6 +200,7 @@ def test_launch_buttons_point_at_the_configured_repository(site, server, browser
 
 def test_screenshots_of_the_landing_page_and_a_notebook(site, server, browser):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    browser.set_window_size(1280, 2000)        # tall enough for the whole gallery of the landing page
     for name, page in (("landing", "book/intro.html"), ("notebook-vae", "notebooks/vae/vae.html")):
         browser.get(f"{server}/{page}")
         browser.execute_async_script(WAIT_FOR_MATH)
@@ -210,3 +211,4 @@ def test_screenshots_of_the_landing_page_and_a_notebook(site, server, browser):
     cards = browser.execute_script(
         "return Array.from(document.querySelectorAll('.itemchest-card img')).map(i => i.naturalWidth);")
     assert len(cards) == len(list(ROOT.glob("notebooks/*/*.ipynb"))) and all(cards), cards
+    browser.set_window_size(1280, 900)

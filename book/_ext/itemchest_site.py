@@ -109,7 +109,14 @@ class NotebookGallery(SphinxDirective):
         return [nodes.raw("", '<div class="itemchest-gallery">' + "".join(cards) + "</div>", format="html")]
 
 
+def expand_navigation(app, config):
+    """The sidebar shows every family with its papers at a glance. (Set here rather than in ``_config.yml``,
+    where an ``html_theme_options`` entry would replace the launch-button options Jupyter Book puts there.)"""
+    config.html_theme_options["show_navbar_depth"] = 2
+
+
 def setup(app):
+    app.connect("config-inited", expand_navigation)
     app.add_directive("results-table", ResultsTable)
     app.add_directive("notebook-gallery", NotebookGallery)
     app.add_css_file("itemchest.css")
