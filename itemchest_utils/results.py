@@ -73,15 +73,17 @@ def _format(value) -> str:
     return str(value).replace("|", "\\|")
 
 
+def format_row(row: dict) -> list[str]:
+    """A results row as table cells: metric, value, paper, data, steps, wall time, device."""
+    wall = row["wall_time_s"]
+    return [_format(row["metric"]), _format(row["value"]), _format(row.get("paper")), _format(row["data"]),
+            _format(row["steps"]), "—" if wall is None else f"{wall:.0f} s", _format(row["device"])]
+
+
 def results_markdown(rows: list[dict], profile: str) -> str:
     lines = ["| metric | value | paper | data | steps | wall time | device |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
-    for row in rows:
-        wall = row["wall_time_s"]
-        wall_text = "—" if wall is None else f"{wall:.0f} s"
-        lines.append("| " + " | ".join([_format(row["metric"]), _format(row["value"]), _format(row.get("paper")),
-                                         _format(row["data"]), _format(row["steps"]), wall_text,
-                                         _format(row["device"])]) + " |")
+    lines += ["| " + " | ".join(format_row(row)) + " |" for row in rows]
     return "\n".join(lines) + f"\n\n*Profile `{profile}`.*"
 
 

@@ -19,7 +19,7 @@ from docutils import nodes
 from docutils.statemachine import StringList
 from sphinx.util.docutils import SphinxDirective
 
-from itemchest_utils.results import _format
+from itemchest_utils.results import format_row
 
 ROOT = Path(__file__).resolve().parents[2]
 LANDING_TAG = "landing-figure"
@@ -78,11 +78,7 @@ class ResultsTable(SphinxDirective):
             payload = json.loads(path.read_text())
             link = f"{{doc}}`{stem} </{docname}>`"
             for row in payload["rows"]:
-                wall = row["wall_time_s"]
-                cells = [link, _format(row["metric"]), _format(row["value"]), _format(row.get("paper")),
-                         _format(row["data"]), _format(row["steps"]), "—" if wall is None else f"{wall:,.0f} s",
-                         _format(row["device"]), payload["profile"]]
-                lines.append("| " + " | ".join(cells) + " |")
+                lines.append("| " + " | ".join([link, *format_row(row), payload["profile"]]) + " |")
         container = nodes.container(classes=["itemchest-results"])
         self.state.nested_parse(StringList(lines, source="results-table"), self.content_offset, container)
         return [container]
