@@ -59,17 +59,18 @@ import itemchest_utils as icu
 
 config = icu.pick_config(
     smoke=dict(toy_steps=300, toy_batch=128, toy_seeds=1,
-               resolution=32, train_images=400, test_images=200, width=8, batch=8, steps=300,
-               gate_style_accuracy=0.0, gate_identity_fraction=20.0, gate_erased_fraction=60.0,
-               gate_position_r=None, gate_toy_on_mode=0.3),
+               resolution=32, train_images=400, test_images=200, width=8, batch=8, steps=300, encoder_layers=2,
+               extra_seeds=1, gate_style_accuracy=0.0, gate_identity_fraction=20.0, gate_colour_kept=0.0, gate_position_r=None,
+               gate_toy_on_mode=0.3),
     book=dict(toy_steps=3000, toy_batch=256, toy_seeds=3,
-              resolution=32, train_images=5000, test_images=1000, width=32, batch=8, steps=3000,
-              gate_style_accuracy=0.8, gate_identity_fraction=1.0, gate_erased_fraction=2.0,
-              gate_position_r=0.4, gate_toy_on_mode=0.7),
+              resolution=32, train_images=5000, test_images=1000, width=32, batch=8, steps=6000, encoder_layers=2,
+              extra_seeds=1, gate_style_accuracy=0.8, gate_identity_fraction=1.0, gate_colour_kept=0.25, gate_position_r=0.8,
+              gate_toy_on_mode=0.7),
     full=dict(toy_steps=10_000, toy_batch=256, toy_seeds=5,
               resolution=32, train_images=20_000, test_images=1000, width=64, batch=64, steps=20_000,
-              gate_style_accuracy=0.9, gate_identity_fraction=0.7, gate_erased_fraction=0.8,
-              gate_position_r=0.8, gate_toy_on_mode=0.8),
+              encoder_layers=2, extra_seeds=2, gate_style_accuracy=0.9, gate_identity_fraction=0.7, gate_colour_kept=0.6,
+              gate_position_r=0.9,
+              gate_toy_on_mode=0.8),
 )
 # The paper's settings, the same in every profile.
 LEARNING_RATE, BETAS = 2e-4, (0.5, 0.999)   # Adam, as in the paper and its code
@@ -292,7 +293,8 @@ plt.show()
 # What the stored `book` run shows (seed 0 in the figure, all seeds in the table above):
 #
 # - **GAN.** Each A mode is sent to one tight spot, and the spots sit on or near B modes — but only about
-#   half of B's modes receive anything (and in one of the three seeds two A modes share one B mode). The GAN objective asks only that outputs look like B; a generator
+#   half of B's modes receive anything (4 or 5 of 10 in the three seeds). The GAN objective asks only that
+#   outputs look like B; a generator
 #   that produces a few convincing B modes satisfies it, and $D_B$ (dark: "real") keeps calling the unreached
 #   modes real without the generator being pushed there. Nothing ties the output to the input either: $G_{BA}$
 #   is never trained, so the round trip error is that of an untrained network.
@@ -301,7 +303,7 @@ plt.show()
 #   map of 5 modes can still reach only 5 of the 10 B modes; the other half of B is never produced.
 # - **DiscoGAN.** With the reverse GAN loss, $G_{BA}$ must produce all of A *from* all of B, and with the
 #   second reconstruction loss $G_{AB}$ must invert it. The only way to satisfy both is to cover all 10 B
-#   modes (it does in two seeds of three, and 9 in the third): each A mode is split in two, and its halves go to two neighbouring B modes, with a thin bridge of
+#   modes (it does in two seeds of three, and 8 in the third): each A mode is split in two, and its halves go to two neighbouring B modes, with a thin bridge of
 #   samples between them where the continuous map has to cross. This is the paper's Figure 3 result — a
 #   GAN that misses modes, a reconstruction loss that keeps inputs apart, and DiscoGAN covering both domains.
 
@@ -335,14 +337,23 @@ plt.show()
 # ## The networks
 #
 # As in the paper and its code, both generators are DCGAN-style encoder–decoders: $4\times4$ convolutions
-# with stride 2 halve the resolution and double the channels down to $4\times4$ (LeakyReLU 0.2, batch
-# normalisation after all but the first), then transposed convolutions mirror them back up (batch norm, ReLU),
-# and a sigmoid puts the output in $[0, 1]$, the range of the images. There is no skip connection and no
-# bottleneck vector: the $4\times4$ feature map is the whole code. The discriminator is the encoder with a
-# final $4\times4$ convolution to one logit; the sigmoid of the paper's $D$ is inside the loss
-# (`binary_cross_entropy_with_logits`), which is the same function computed stably. The paper works at
-# $64\times64$ with four stride-2 layers and channels 64–512; at $32\times32$ we use three, and the width
-# `config.width` (32 in `book`: 32–128 channels) sets the cost.
+# with stride 2 halve the resolution and double the channels (LeakyReLU 0.2, batch normalisation after all
+# but the first), then transposed convolutions mirror them back up (batch norm, ReLU), and a sigmoid puts the
+# output in $[0, 1]$, the range of the images. There is no skip connection and no bottleneck vector: the
+# smallest feature map is the whole code. The discriminator is an encoder down to $4\times4$ with a final
+# $4\times4$ convolution to one logit; the sigmoid of the paper's $D$ is inside the loss
+# (`binary_cross_entropy_with_logits`), which is the same function computed stably. The width
+# `config.width` (32 in `book`) sets the cost.
+#
+# **One change of depth.** The paper works at $64\times64$ and its generators go down four times, to a
+# $4\times4$ code. At $32\times32$ the same depth minus one layer also ends at $4\times4$; our generators
+# stop one layer earlier, at $8\times8$ (`config.encoder_layers` = 2). With the paper's depth, the
+# generators at this budget never learned to draw: a plain GAN from filled to outlined shapes (no
+# reconstruction loss, 1,500 steps, batch 16 and also batch 64) gave the same periodic texture for every
+# input on the same background, and the full DiscoGAN hid its inputs in such textures — the failure shown
+# in the ablation at the end of the results. With an $8\times8$ code the plain GAN already drew rings and
+# blobs at the input's position. The run with the paper's depth is kept as an ablation below, at the same
+# budget.
 
 # %%
 def down_layers(width: int, depth: int) -> list[nn.Module]:
@@ -357,26 +368,25 @@ def down_layers(width: int, depth: int) -> list[nn.Module]:
 
 
 class Generator(nn.Module):
-    """Encoder (stride-2 convolutions to 4×4) and decoder (transposed convolutions back), sigmoid output."""
+    """Encoder (`layers` stride-2 convolutions) and decoder (as many transposed convolutions back), sigmoid output."""
 
-    def __init__(self, width: int, resolution: int):
+    def __init__(self, width: int, layers: int):
         super().__init__()
-        depth = int(math.log2(resolution // 4))
-        self.encoder = nn.Sequential(*down_layers(width, depth))
-        layers = []
-        for level in reversed(range(depth)):
+        self.encoder = nn.Sequential(*down_layers(width, layers))
+        decoder = []
+        for level in reversed(range(layers)):
             channels = width * 2 ** level
             out = channels // 2 if level > 0 else 3
-            layers += [nn.ConvTranspose2d(channels, out, 4, 2, 1, bias=level == 0)]
-            layers += [nn.BatchNorm2d(out), nn.ReLU()] if level > 0 else [nn.Sigmoid()]
-        self.decoder = nn.Sequential(*layers)
+            decoder += [nn.ConvTranspose2d(channels, out, 4, 2, 1, bias=level == 0)]
+            decoder += [nn.BatchNorm2d(out), nn.ReLU()] if level > 0 else [nn.Sigmoid()]
+        self.decoder = nn.Sequential(*decoder)
 
     def forward(self, x):
         return self.decoder(self.encoder(x))
 
 
 class Discriminator(nn.Module):
-    """The encoder, then a 4×4 convolution to one logit per image."""
+    """An encoder down to 4×4, then a 4×4 convolution to one logit per image."""
 
     def __init__(self, width: int, resolution: int):
         super().__init__()
@@ -409,26 +419,28 @@ def initialise(module: nn.Module) -> nn.Module:
 # $L_G = L_{\text{GAN}_B} + L_{\text{GAN}_A} + \lambda\,(L_{\text{CONST}_A} + L_{\text{CONST}_B})$ with
 # $\lambda = 100$, where the paper's equation has $\lambda = 1$. With images in $[0, 1]$ a mean squared error is
 # a few hundredths, and its gradient shrinks with the error, while a GAN term is of order one. At
-# $\lambda = 1$, and still at $\lambda = 10$, our generators learned to encode little but the background
+# $\lambda = 1$, and still at $\lambda = 10$, trial generators (with the paper's depth, see *The networks*)
+# learned to encode little but the background
 # colour: every filled shape on a cream background became the same cream-coloured texture, and the round
 # trips came back worse than a blank background. The paper's own code does not train on the paper's sum
 # either: per direction it uses $(1-r)\,(0.1\,L_{\text{GAN}} + 0.9\,L_{\text{FM}}) + r\,L_{\text{CONST}}$,
 # with a feature-matching term $L_{\text{FM}}$ on the discriminator's features that replaces most of the GAN
-# term, and $r = 0.5$ after a 10k-step warm-up. We keep the paper's terms and raise the reconstruction's
+# term, and $r = 0.01$ for a 10k-step warm-up, $r = 0.5$ after it. We keep the paper's terms and raise the reconstruction's
 # weight instead; at typical per-pixel errors of a few hundredths, $\lambda = 100$ on the MSE gives about the
 # gradient of CycleGAN's $\lambda = 10$ on an $L_1$ cycle loss.
 #
 # **From the code, not the paper: the discriminators learn on one step in three** (`D_UPDATE_INTERVAL`), the
-# generators on the other two. With both updated at every step our discriminators won the game (their loss
-# fell while the GAN terms rose through training) and the translations were textures the discriminator
-# rejected. The code's feature matching and its warm-up are left out.
+# generators on the other two. In a trial with both updated at every step the discriminators won the game
+# (their loss fell while the GAN terms rose through training) and the translations were textures the
+# discriminator rejected. The code's feature matching and its warm-up are left out: a trial with both
+# (warm-up shortened to 1,000 steps; the paper's depth) drew textures too.
 
 # %%
-def make_discogan(seed: int = SEED):
+def make_discogan(seed: int = SEED, encoder_layers: int = config.encoder_layers):
     torch.manual_seed(seed)
-    nets = {name: initialise(cls(config.width, config.resolution)).to(device)
-            for name, cls in [("g_ab", Generator), ("g_ba", Generator),
-                              ("d_a", Discriminator), ("d_b", Discriminator)]}
+    nets = {"g_ab": Generator(config.width, encoder_layers), "g_ba": Generator(config.width, encoder_layers),
+            "d_a": Discriminator(config.width, config.resolution), "d_b": Discriminator(config.width, config.resolution)}
+    nets = {name: initialise(net).to(device) for name, net in nets.items()}
 
     def adam(*modules):
         return torch.optim.Adam([p for m in modules for p in m.parameters()], lr=LEARNING_RATE, betas=BETAS,
@@ -545,8 +557,9 @@ def pearson(a: torch.Tensor, b: torch.Tensor) -> float:
 # %%
 # NBVAL_CHECK_OUTPUT
 torch.manual_seed(1)
-check_nets = {name: initialise(cls(8, 32)).to(device)   # a fixed size, so this cell prints the same everywhere
-              for name, cls in [("g_ab", Generator), ("g_ba", Generator), ("d_a", Discriminator), ("d_b", Discriminator)]}
+check_nets = {name: initialise(net).to(device)   # a fixed size, so this cell prints the same everywhere
+              for name, net in [("g_ab", Generator(8, 2)), ("g_ba", Generator(8, 2)),
+                                ("d_a", Discriminator(8, 32)), ("d_b", Discriminator(8, 32))]}
 check_a, check_b = test.images_a[:8].to(device), test.images_b[:8].to(device)
 check_out = check_nets["g_ab"](check_a)
 print(f"generator: {tuple(check_a.shape)} → {tuple(check_out.shape)}, inside (0, 1): "
@@ -582,22 +595,31 @@ print("pixel position agrees with the renderer's (r > 0.98): "
 # %% [markdown]
 # ## Training
 #
-# Batch 8 for `config.steps` steps (the same budget as the CycleGAN page on the same domains), Adam with
-# the paper's learning rate $2\cdot10^{-4}$ and $\beta = (0.5, 0.999)$. The loop is the package's: it shows
-# progress, records every term of the loss, and saves a checkpoint that a later run resumes from.
+# Batch 8 for `config.steps` steps, Adam with the paper's learning rate $2\cdot10^{-4}$ and
+# $\beta = (0.5, 0.999)$. The budget is the CycleGAN page's on the same domains, counted in time rather
+# than steps: CycleGAN takes 3,000 steps of batch 8 in about four and a half minutes on two CPU cores;
+# DiscoGAN's smaller generators make a step cheaper, and its 6,000 steps on one core take less time than
+# that (both wall times are printed side by side below). The loop is the package's: it shows progress, records every term of the
+# loss, and saves a checkpoint that a later run resumes from.
 
 # %%
-nets, optimisers = make_discogan()
+def train_discogan(run: str, seed: int = SEED, encoder_layers: int = config.encoder_layers):
+    nets, optimisers = make_discogan(seed, encoder_layers)
+    history = icu.fit(make_train_step(nets, optimisers), PairOfDomains(train_batches_a, train_batches_b),
+                      steps=config.steps, state={**nets, **optimisers},
+                      checkpoint=icu.checkpoint_dir() / "discogan" / f"{config.profile}-{run}.pt",
+                      config={k: v for k, v in vars(config).items() if not k.startswith(("gate_", "toy_"))}
+                      | {"seed": seed, "encoder_layers": encoder_layers,
+                         "reconstruction_weight": RECONSTRUCTION_WEIGHT, "d_update_interval": D_UPDATE_INTERVAL},
+                      description=f"DiscoGAN ({run})")
+    for net in nets.values():
+        net.eval()
+    return nets, history
+
+
+nets, history = train_discogan("main")
 for name, net in nets.items():
     print(f"{name}: {sum(p.numel() for p in net.parameters()):,} parameters")
-history = icu.fit(make_train_step(nets, optimisers), PairOfDomains(train_batches_a, train_batches_b),
-                  steps=config.steps, state={**nets, **optimisers},
-                  checkpoint=icu.checkpoint_dir() / f"discogan-{config.profile}.pt",
-                  config={k: v for k, v in vars(config).items() if not k.startswith(("gate_", "toy_"))}
-                  | {"reconstruction_weight": RECONSTRUCTION_WEIGHT, "d_update_interval": D_UPDATE_INTERVAL},
-                  description="DiscoGAN")
-for net in nets.values():
-    net.eval()
 print(f"{len(history.steps):,} steps of batch {config.batch} per domain in {history.wall_time:.0f} s "
       f"on {icu.describe_device(device)}")
 
@@ -644,14 +666,14 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# What the stored `book` run shows, honestly: **the translations do not draw the shape.** Every A → B
-# output is a faint, noisy texture on the right background colour — the classifier calls 95% of them
-# outlines, but no outline is drawn — and the textures of different inputs on the same background look alike
-# to the eye. Yet the round trip comes back to a blob of about the right colour at about the right place.
-# The generators have found the loophole of the reconstruction loss later described for CycleGAN as
-# steganography {cite}`chu2017steganography`: $G_{AB}$ hides what $G_{BA}$ needs in low-amplitude patterns
-# that the discriminator does not penalise, instead of drawing it. B → A is the same the other way:
-# coloured blobs at roughly the right place, mostly in the wrong colour.
+# What the stored `book` run shows. **A → B draws outlines where the filled shapes were**, on the input's
+# background: squares, triangles and rings of about the right size and place. The outlines are ragged and
+# drawn in speckled colours that only sometimes match the input's, and cream backgrounds carry a faint
+# grid texture. The round trip back to A gives filled blobs at the right place, mostly in the right
+# colour — more colour than the outline itself shows, so part of it travels in the speckle rather than in
+# the drawing (the loophole of the reconstruction loss later described for CycleGAN as steganography
+# {cite}`chu2017steganography`, here only for colour). B → A fills the outlines into blobs at the right
+# place, with rounded corners, mostly in red or yellow whatever the input's colour.
 #
 # ### Scores against the ground truth
 #
@@ -738,10 +760,59 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# ### Beside CycleGAN on the same domains and budget
+# ### Another seed, and the paper's depth
 #
-# The CycleGAN page trains on exactly these domains, with the same training and test sets, batch and number
-# of steps. If its stored `book` results file is present in this checkout, the metrics both pages report
+# Two checks on the same data and budget. **Another seed**: the same model trained from a different
+# initialisation (and the same batches), to see whether what we found is a property of the objective or of
+# one run. **The paper's depth**: generators that go down to a $4\times4$ code, as the paper's do at its
+# resolution (see *The networks*), everything else unchanged. For each, the scores of the main run, on the
+# same held-out pairs.
+
+# %%
+def score_run(run_nets) -> dict:
+    outputs = translate(run_nets["g_ab"], test.images_a)
+    scores = icu.translation_scores(classifier, outputs, test.images_a, test.images_b, test.attributes_b)
+    factors = measure_factors(outputs)
+    return {"outputs": outputs, "style": scores["accuracy_style"], "shape": scores["accuracy_shape"],
+            "colour": scores["accuracy_colour"], "background": scores["accuracy_background"], "mse": scores["mse"],
+            **{f"r {name}": pearson(factors_in[name], factors[name]) for name in ("x", "y", "size")}}
+
+
+checks = {f"main run (seed {SEED}, code 8×8)": {**score_run(nets), "wall": history.wall_time}}
+for extra in range(1, config.extra_seeds + 1):
+    extra_nets, extra_history = train_discogan(f"seed{SEED + extra}", seed=SEED + extra)
+    checks[f"seed {SEED + extra}, code 8×8"] = {**score_run(extra_nets), "wall": extra_history.wall_time}
+paper_depth = int(math.log2(config.resolution // 4))
+depth_nets, depth_history = train_discogan("paper-depth", encoder_layers=paper_depth)
+code = config.resolution // 2 ** paper_depth
+checks[f"paper's depth (code {code}×{code}), seed {SEED}"] = {**score_run(depth_nets), "wall": depth_history.wall_time}
+
+columns = ("style", "shape", "colour", "background", "mse", "r x", "r y", "r size")
+print(f"A → B on {len(test.images_a):,} held-out pairs, {config.steps:,} steps each\n")
+print(f"{'run':<38}" + "".join(f"{c:>12}" for c in columns) + f"{'wall s':>9}")
+for name, row in checks.items():
+    print(f"{name:<38}" + "".join(f"{row[c]:>12.1%}" if c in ("style", "shape", "colour", "background")
+                                  else f"{row[c]:>12.3f}" for c in columns) + f"{row['wall']:>9.0f}")
+fig, ax = plt.subplots(figsize=(12, 3.2))
+icu.show_images(torch.cat([test.images_a[shown]] + [row["outputs"][shown] for row in checks.values()]), nrow=12,
+                ax=ax, padding=1, title="A → B. Rows: input, then each run in the order of the table")
+plt.show()
+
+# %% [markdown]
+# **What the checks say.** The second seed draws the same kind of outlines and keeps the background and
+# the position as well, but reads its colours right three times as often (76% against 29%): at this budget,
+# colour is where runs differ, so a single run's colour score says little. The paper's depth is a different
+# picture: every output is the same kind of speckled texture on the right background (the classifier still
+# calls it "outline" and reads the background, both easy), hardly a shape is drawn (a faint ring here and
+# there), colour is read below chance
+# (8%), and the position correlation drops to 0.58 — the generators hide the input in the texture instead
+# of drawing it, the failure that made us stop the encoder at $8\times8$.
+
+# %% [markdown]
+# ### Beside CycleGAN on the same domains
+#
+# The CycleGAN page trains on exactly these domains, with the same training and test sets and batch size,
+# for 3,000 steps (see *Training* for the budgets; both are printed below). If its stored `book` results file is present in this checkout, the metrics both pages report
 # are printed side by side; the CycleGAN numbers are read from that file (its own stored run), not
 # recomputed here.
 
@@ -785,38 +856,51 @@ if cyclegan_file.exists():
     shared = {metric: cyclegan_value(cyclegan, metric) for metric in rows_discogan}
     shared = {metric: value for metric, value in shared.items() if value is not None}
     print(f"CycleGAN numbers from {cyclegan_file.name}: the CycleGAN page's stored book run, on the same test set "
-          f"with the same training sets and budget. DiscoGAN numbers from this run ({config.profile} profile).\n")
+          f"with the same training sets. DiscoGAN numbers from this run ({config.profile} profile).\n")
     print(f"{'metric':<60}{'DiscoGAN':>10}{'CycleGAN':>10}")
     for metric, value in shared.items():
         print(f"{metric:<60}{rows_discogan[metric]:>10.4f}{value:>10.4f}")
     if not shared:
         print("the CycleGAN results file shares no metric with this page")
+    print("\nbackground kept, A → B: " + ", ".join(
+        f"{name} {value:.1%}" for name, value in [
+            ("DiscoGAN", scores_ab["accuracy_background"]),
+            ("CycleGAN", cyclegan_value(cyclegan, "CycleGAN, A → B: accuracy_background")),
+            ("CycleGAN without its identity loss", cyclegan_value(cyclegan, "no identity loss, A → B: accuracy_background"))]
+        if value is not None))
+    budget = cyclegan.get("CycleGAN, A → B: mse")
+    if budget is not None:
+        print(f"training: DiscoGAN {len(history.steps):,} steps of batch {config.batch} in {history.wall_time:.0f} s "
+              f"on {icu.describe_device(device)}; CycleGAN {budget['steps']:,} steps of batch 8 in "
+              f"{budget['wall_time_s']:.0f} s on {budget['device']}")
 else:
     print("No CycleGAN results file (results/book/cyclegan.json) in this checkout: the side-by-side comparison "
           "appears once the CycleGAN page's book run is present.")
 
 # %% [markdown]
-# Beside CycleGAN, in the stored runs: both change the style (target-style accuracy 0.95 / 0.99 here, 0.94 / 0.85
-# there), but CycleGAN keeps the content — shape, colour and background read correctly 0.89 (A → B) and 0.80
-# (B → A) of the time, against 0.49 and 0.46 here — with about a quarter of the cycle error. Two differences
-# are the likely reasons at this scale: CycleGAN's ResNet generators keep a 16×16 feature map from input to
-# output, where DiscoGAN's encoder-decoder squeezes every image through a 4×4 bottleneck, so position and
-# outline must be re-invented from a short code; and CycleGAN's identity loss anchors colours and backgrounds.
+# Beside CycleGAN, in the stored runs: both change the style (target-style accuracy 0.99 / 0.76 here,
+# 0.94 / 0.85 there) and both keep the background, but CycleGAN keeps more of the rest — shape, colour and
+# background are read correctly 0.89 (A → B) and 0.80 (B → A) of the time, against 0.59 and 0.52 here —
+# with about a third of the cycle error ($L_1$ 0.016 / 0.020 against 0.054 / 0.048). The likely reasons at
+# this scale: CycleGAN's ResNet generators keep a $16\times16$ feature map from input to output, where
+# DiscoGAN's encoder–decoder squeezes every image through an $8\times8$ code (and through $4\times4$ at
+# the paper's depth, which fails outright), so the outline must be re-drawn from a short code; and
+# CycleGAN's identity loss anchors colours (its page's ablation without it loses them).
 #
-# Reading the numbers of the stored run: A → B beats the identity map in MSE against the truth (and on the
-# changed pixels by more than half) and keeps the background every time — but it does **not** beat the
-# erased-shape baseline: a blank background is closer to the true outline than our texture is. B → A is
-# worse than the identity. Shape accuracy is near chance (33%) and colour accuracy below it (17%): the
-# content is not kept in any form the classifier can read. Position is carried partly ($r$ = 0.62 for x and
-# 0.78 for y, against 0.996 for the truth) and size barely (0.34). The sweeps show where that correlation
-# lives: the translations hardly change as the input moves or grows — the position is in the hidden code,
-# which the pixel measurement picks up faintly, not in a drawn outline.
+# Reading the numbers of the main run: A → B beats the identity map in MSE against the truth (0.0147
+# against 0.0242) and, by half, on the changed pixels, but not the erased-shape baseline (0.0087): a blank
+# background is still closer to the true outline than our ragged, speckled one. B → A is no better than the
+# identity. The shape is read right on about half the outputs (chance: a third) and the colour on 29%
+# (chance: a sixth). What the model did discover is the geometry: position is carried across with $r$ =
+# 0.89 (x) and 0.94 (y), against 0.996 for the truth, size more weakly (0.60) — with no pairs, nothing in
+# the losses naming position, and a test set it never saw. The sweeps on one cream-background scene show
+# the limits: the outline follows the input only loosely as it moves, and hardly as it grows.
 #
-# This is a failure of our run at this budget, not the paper's result: at $64\times64$, batch 64 and tens of
-# thousands of steps, with its code's feature matching, DiscoGAN translates faces and shoes convincingly.
-# What the run does show is the method's weak point at small scale — a reconstruction loss can be satisfied
-# by a code the eye cannot see — and the value of ground truth: judged by its losses and its cycle error
-# (0.014, small) alone, this run would look like a success.
+# This is DiscoGAN at a CPU budget, not the paper's result: at $64\times64$, batch 64 and tens of thousands
+# of steps, with its code's feature matching, it translates faces and shoes convincingly. What the runs do
+# show is the method's weak point at small scale — a reconstruction loss can be satisfied by a code the eye
+# cannot see, entirely at the paper's depth, partly (colour) at ours — and the value of ground truth: judged
+# by its losses and its cycle error alone, the paper-depth run would look like a success.
 #
 # ### Headline numbers
 # The numbers of this run, written to `results/book/discogan.json` for the site's results page, with the
@@ -844,6 +928,12 @@ rows += [
     dict(metric="A→B MSE, erased baseline", value=scores_ab["mse_erased"], data=image_data,
          steps=0, wall_time_s=None, device=device_name),
 ]
+for name, row in list(checks.items())[1:]:
+    for column in ("style", "colour", "background"):
+        rows.append(dict(metric=f"{name}: A→B {column} accuracy", value=row[column], data=image_data,
+                         steps=config.steps, wall_time_s=row["wall"], device=device_name))
+    rows.append(dict(metric=f"{name}: Pearson r, x input vs A→B output", value=row["r x"], data=image_data,
+                     steps=config.steps, wall_time_s=row["wall"], device=device_name))
 for name, (r_out, r_truth) in correlations.items():
     rows.append(dict(metric=f"Pearson r, {name} input vs A→B output", value=r_out, data=image_data,
                      steps=len(history.steps), wall_time_s=history.wall_time, device=device_name,
@@ -854,26 +944,27 @@ icu.record_results("discogan", rows)
 # ## Quality gates
 #
 # Thresholds an untrained, collapsed or copying model fails, per profile: A → B translations must beat the
-# identity map in MSE against the truth, come within the profile's factor of the erased-shape baseline
-# (`full`: below it; `book`: within 2× of it — see the results above: at this budget the translations do not
-# beat a blank background in MSE, and the gate says so rather than hiding it), the classifier must call most
-# of them "outline", position must be carried across (Pearson $r$ of input and output position above the
-# profile's bound; a model that ignores its input scores near 0), and the toy's DiscoGAN must reach more B
-# modes than the plain GAN and land mostly on modes. Content kept and size correlation are reported above,
-# not gated. In `smoke` (a few hundred steps of a tiny model, for the test suite) the image gates only catch
-# a broken pipeline.
+# identity map in MSE against the truth (`full`: by a margin), the classifier must call most of them
+# "outline" (a copying model scores 0%), the shape's colour must be read correctly above chance (one in six;
+# the ablation with the paper's depth scores below it), and position must be carried across (Pearson $r$ of
+# input and output position above the profile's bound; a model that ignores its input scores near 0); and
+# the toy's DiscoGAN must reach more B modes than the plain GAN and land mostly on modes. The erased-shape
+# baseline is reported, not gated: at this budget no run beats it (see above). The `book` colour gate is
+# low because the main run's colours are poor (29%, where the second seed reaches 76%); the gate only
+# separates a model that carries colour at all from one that does not. In `smoke` (a few hundred steps of a
+# tiny model, for the test suite) the image gates only catch a broken pipeline.
 
 # %%
 failures = []
 if not scores_ab["mse"] < config.gate_identity_fraction * scores_ab["mse_identity"]:
     failures.append(f"A→B MSE {scores_ab['mse']:.4f} is not below {config.gate_identity_fraction} × the identity's "
                     f"{scores_ab['mse_identity']:.4f}")
-if not scores_ab["mse"] < config.gate_erased_fraction * scores_ab["mse_erased"]:
-    failures.append(f"A→B MSE {scores_ab['mse']:.4f} is not below {config.gate_erased_fraction} × the erased "
-                    f"baseline's {scores_ab['mse_erased']:.4f}")
 if not scores_ab["accuracy_style"] > config.gate_style_accuracy:
     failures.append(f"only {scores_ab['accuracy_style']:.1%} of A→B outputs are classified as outlines "
                     f"(gate {config.gate_style_accuracy:.0%})")
+if not scores_ab["accuracy_colour"] >= config.gate_colour_kept:
+    failures.append(f"the colour is kept on {scores_ab['accuracy_colour']:.1%} of A→B outputs "
+                    f"(gate {config.gate_colour_kept:.0%})")
 if config.gate_position_r is not None and not min(correlations["x"][0], correlations["y"][0]) > config.gate_position_r:
     failures.append(f"position is not carried across: r(x) {correlations['x'][0]:.3f}, r(y) {correlations['y'][0]:.3f}")
 disco, plain = toy_mean_reached["DiscoGAN"], toy_mean_reached["GAN"]
@@ -882,12 +973,11 @@ if not (disco > plain or disco == 10):
 disco = toy_results["DiscoGAN"]
 if not disco["on_mode"] > config.gate_toy_on_mode:
     failures.append(f"toy: only {disco['on_mode']:.1%} of DiscoGAN's translations land on a B mode")
-print(f"A→B beats the identity map: {'yes' if scores_ab['mse'] < scores_ab['mse_identity'] else 'no'}; "
+print(f"A→B beats the identity map in MSE: {'yes' if scores_ab['mse'] < scores_ab['mse_identity'] else 'no'}; "
       f"beats the erased-shape baseline: {'yes' if scores_ab['mse'] < scores_ab['mse_erased'] else 'no'}")
 assert not failures, "quality gates failed:\n" + "\n".join(failures)
 print("quality gates passed")
 
-# %% [markdown]
 # ## What to take away
 #
 # - DiscoGAN learns a translation between two unpaired sets from two GAN losses and two reconstruction
@@ -898,10 +988,10 @@ print("quality gates passed")
 #   keeps the inputs apart but leaves parts of B unreached; both losses make the two generators cover both
 #   domains.
 # - Nothing in the objective names the shared factors. That position, size, shape and colour are carried
-#   across has to be discovered — and it can fail, as in our stored image run: the objective is also
-#   satisfied by an invertible code hidden in a texture the discriminator accepts. A small cycle error is
-#   therefore no evidence of a good translation; only a check against something the losses do not see
-#   (here, ground truth and a classifier) is.
+#   across has to be discovered — here position was, colour only partly, and with the paper's depth nothing
+#   was: the objective is also satisfied by an invertible code hidden in a texture the discriminator
+#   accepts. A small cycle error is therefore no evidence of a good translation; only a check against
+#   something the losses do not see (here, ground truth and a classifier) is.
 #
 # **Common pitfalls** (each seen in public reimplementations)
 # - An unweighted MSE reconstruction on $[0, 1]$ images next to a GAN term of order one: the
