@@ -522,22 +522,27 @@ def all_target_labels(attributes):
     return columns
 
 
+def show_every_target(images, target_labels, column_names, title, figsize):
+    """Row i: input i, then its translation to each target label, with the column names underneath."""
+    rows = [images] + [translate(generator, images, labels) for labels in target_labels]
+    grid = torch.stack(rows, dim=1).flatten(0, 1)
+    fig, ax = plt.subplots(figsize=figsize)
+    icu.show_images(grid, nrow=len(rows), ax=ax, padding=2)
+    ax.set_axis_on()
+    ax.set_xticks([2 + (RESOLUTION + 2) * i + RESOLUTION / 2 for i in range(len(rows))],
+                  ["input", *column_names], rotation=30)
+    ax.set_yticks([])
+    ax.tick_params(length=0)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    ax.set_title(title)
+    plt.show()
+
+
 COLUMN_NAMES = [*HAIR, "filled", "outline", *(f"{name} bg" for name in BACKGROUND_NAMES)]
 show_images_1, show_attributes_1 = dataset_one(8, seed=7000)
-rows = [show_images_1]
-rows += [translate(generator, show_images_1, labels) for labels in all_target_labels(show_attributes_1)]
-grid = torch.stack(rows, dim=1).flatten(0, 1)       # row i: input i, then its 8 translations
-fig, ax = plt.subplots(figsize=(10, 9.5))
-icu.show_images(grid, nrow=len(rows), ax=ax, padding=2)
-ax.set_axis_on()
-ax.set_xticks([2 + (RESOLUTION + 2) * i + RESOLUTION / 2 for i in range(len(rows))],
-              ["input", *COLUMN_NAMES], rotation=30)
-ax.set_yticks([])
-ax.tick_params(length=0)
-for spine in ax.spines.values():
-    spine.set_visible(False)
-ax.set_title("dataset-1 inputs → dataset-1 labels (colour, style) and dataset-2 labels (background)")
-plt.show()
+show_every_target(show_images_1, all_target_labels(show_attributes_1), COLUMN_NAMES,
+                  "dataset-1 inputs → dataset-1 labels (colour, style) and dataset-2 labels (background)", (10, 9.5))
 
 # %% [markdown]
 # **What the stored run shows.** The backgrounds change cleanly: asked for black, grey or cream, the
@@ -563,19 +568,8 @@ plt.show()
 show_images_2, show_attributes_2 = dataset_two(8, seed=7001)
 columns_2 = [labels_of(show_attributes_2.replace(background=b), 2) for b in range(len(BACKGROUND_NAMES))]
 columns_2 += [labels_of(show_attributes_2.replace(colour=icu.attribute_index("colour", name)), 1) for name in HAIR]
-rows_2 = [show_images_2] + [translate(generator, show_images_2, labels) for labels in columns_2]
-grid_2 = torch.stack(rows_2, dim=1).flatten(0, 1)
-fig, ax = plt.subplots(figsize=(8, 9.5))
-icu.show_images(grid_2, nrow=len(rows_2), ax=ax, padding=2)
-ax.set_axis_on()
-ax.set_xticks([2 + (RESOLUTION + 2) * i + RESOLUTION / 2 for i in range(len(rows_2))],
-              ["input", *(f"{name} bg" for name in BACKGROUND_NAMES), *HAIR], rotation=30)
-ax.set_yticks([])
-ax.tick_params(length=0)
-for spine in ax.spines.values():
-    spine.set_visible(False)
-ax.set_title("dataset-2 inputs → dataset-2 labels (background) and dataset-1 labels (colour)")
-plt.show()
+show_every_target(show_images_2, columns_2, [*(f"{name} bg" for name in BACKGROUND_NAMES), *HAIR],
+                  "dataset-2 inputs → dataset-2 labels (background) and dataset-1 labels (colour)", (8, 9.5))
 
 # %% [markdown]
 # The same picture from the other side: background changes on dataset 2's own images, and colour changes —
