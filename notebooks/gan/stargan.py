@@ -802,8 +802,8 @@ for k, iteration in enumerate(snapshot_steps):
 # satisfies $D_{cls}$ early with partial changes — a patch of the new colour is enough for a head trained on
 # real images alone, where a shape never has two colours — and what improves afterwards is driven by the
 # adversarial and reconstruction losses making the changes cleaner, slowly. Without a classifier that $G$
-# never trained against, the middle panel of the training curves would suggest the colours were done at
-# iteration 3,000. The paper trains 8 times longer at $128\times128$; whether a longer run closes the gap
+# never trained against, $G$'s own classification loss (near zero by the end, in the training curves) would
+# suggest the colours were done. The paper trains 8 times longer at $128\times128$; whether a longer run closes the gap
 # here is what the `full` profile is for.
 
 # %% [markdown]
@@ -1044,7 +1044,7 @@ print(f"quality gates passed: asked attribute read on {mean_accuracy:.1%}, shape
 #   combinations (two hair colours at once) become targets.
 # - Forgetting to zero the unknown part of the label, or classifying it: the mask then carries no meaning.
 # - Reading $G$'s classification loss as success. $D_{cls}$ has only seen real images, and $G$ can satisfy it
-#   with changes that nothing else accepts; judge translations with a classifier $G$ was never trained
+#   with changes that an independent classifier rejects; judge translations with a classifier $G$ was never trained
 #   against.
 #
 # **Further reading**: StarGAN v2 replaces the label by a style code, learned from reference images or
