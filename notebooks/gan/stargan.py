@@ -66,7 +66,7 @@ config = icu.pick_config(
 # The paper's settings, the same in every profile.
 RESOLUTION = 32
 BATCH_SIZE = 16
-LEARNING_RATE, BETAS = 4e-4, (0.5, 0.999)   # the paper: 1e-4 over 200k iterations; we have 10k
+LEARNING_RATE, BETAS = 4e-4, (0.5, 0.999)   # the paper: 1e-4 over 200k iterations; ours are far fewer
 N_CRITIC = 5                     # discriminator updates per generator update
 LAMBDA_CLS, LAMBDA_REC, LAMBDA_GP = 1.0, 10.0, 10.0
 LEAK = 0.01                      # LeakyReLU slope in the discriminator
@@ -750,8 +750,8 @@ plt.show()
 @torch.no_grad()
 def accuracy_over_training():
     """Per snapshot and attribute: mean accuracy of the independent classifier and of D_cls on translations."""
-    kept = sorted(int(path.stem) for path in snapshot_dir.glob("*.pt"))
-    missing = sorted(set(range(snapshot_every, config.iterations + 1, snapshot_every)) - set(kept))
+    kept = list(range(snapshot_every, config.iterations + 1, snapshot_every))
+    missing = [iteration for iteration in kept if not (snapshot_dir / f"{iteration}.pt").exists()]
     if missing:
         raise FileNotFoundError(
             f"no snapshots in {snapshot_dir} for iterations {missing}: the run was trained without them. Delete "
