@@ -30,17 +30,54 @@ def check_profile(name: str) -> str:
     return name
 
 
-def pick_config(*, smoke: dict, book: dict, full: dict, profile: str | None = None) -> SimpleNamespace:
-    """Return the configuration of the active profile as attributes (``config.steps``).
+class Config(SimpleNamespace):
+    """A profile's settings as attributes (``config.steps``), with the quality gates apart (``config.gates.x``).
 
-    All three profiles must set the same keys, so a notebook cannot silently depend on a value
-    that only one profile defines.
-    """
-    configs = {"smoke": smoke, "book": book, "full": full}
+    ``hyperparameters`` is what identifies a training run (the profile and every setting, not the gates), so
+    a page can tighten a gate without invalidating its checkpoints."""
+
+    @property
+    def hyperparameters(self) -> dict:
+        return {key: value for key, value in vars(self).items() if key != "gates"}
+
+    def _repr_markdown_(self) -> str:
+        rows = [f"| `{key}` | {value!r} |" for key, value in self.hyperparameters.items()]
+        rows += [f"| gate `{key}` | {value!r} |" for key, value in vars(getattr(self, "gates", Config())).items()]
+        return "| setting | value |\n| --- | --- |\n" + "\n".join(rows)
+
+    def __repr__(self) -> str:
+        settings = ", ".join(f"{key}={value!r}" for key, value in self.hyperparameters.items())
+        gates = ", ".join(f"{key}={value!r}" for key, value in vars(getattr(self, "gates", Config())).items())
+        return f"Config({settings}; gates: {gates or 'none'})"
+
+
+def _same_keys(configs: dict[str, dict], what: str) -> None:
     keys = {name: set(config) for name, config in configs.items()}
     if len({frozenset(k) for k in keys.values()}) != 1:
         every = set().union(*keys.values())
         missing = {name: sorted(every - k) for name, k in keys.items() if every - k}
-        raise ValueError(f"Every profile must set the same keys; missing: {missing}")
+        raise ValueError(f"Every profile must set the same {what}; missing: {missing}")
+
+
+def pick_config(*, smoke: dict, book: dict, full: dict, gates: dict | None = None,
+                profile: str | None = None) -> Config:
+    """Return the configuration of the active profile as attributes (``config.steps``).
+
+    All three profiles must set the same keys, so a notebook cannot silently depend on a value that only one
+    profile defines. ``gates`` (``dict(smoke={...}, book={...}, full={...})``) holds the quality-gate
+    thresholds, apart from the hyperparameters: they appear as ``config.gates.<name>``.
+    """
+    configs = {"smoke": smoke, "book": book, "full": full}
+    _same_keys(configs, "keys")
+    gates = gates or {name: {} for name in PROFILES}
+    if set(gates) != set(PROFILES):
+        raise ValueError(f"gates must give thresholds for each of {', '.join(PROFILES)}; got {sorted(gates)}")
+    _same_keys(gates, "gate keys")
+    clashes = sorted(set(smoke) & set(gates["smoke"]))
+    if clashes or "profile" in smoke or "gates" in smoke:
+        raise ValueError(f"names used both as a setting and a gate, or reserved: {clashes or ['profile/gates']}")
     name = check_profile(profile) if profile is not None else active_profile()
-    return SimpleNamespace(profile=name, **configs[name])
+    config = Config(profile=name, **configs[name])
+    if any(gates.values()):
+        config.gates = SimpleNamespace(**gates[name])
+    return config

@@ -18,7 +18,8 @@ from .runtime import output_dir
 RESULTS_MIME = "application/vnd.itemchest.results+json"
 RESULTS_VARIABLE = "ITEMCHEST_RESULTS"
 REQUIRED_FIELDS = ("metric", "value", "data", "steps", "wall_time_s", "device")
-OPTIONAL_FIELDS = ("paper", "note")
+OPTIONAL_FIELDS = ("key", "paper", "note", "headline")
+KEY_CHARACTERS = set("abcdefghijklmnopqrstuvwxyz0123456789_")
 
 
 def repository_root(start: Path | None = None) -> Path | None:
@@ -50,6 +51,10 @@ def _check_row(row: dict, index: int) -> dict:
     if missing or unknown:
         raise ValueError(f"results row {index} ({row.get('metric', '?')!r}): missing fields {missing}, "
                          f"unknown fields {unknown}; fields are {REQUIRED_FIELDS + OPTIONAL_FIELDS}")
+    key = row.get("key")
+    if key is not None and (not isinstance(key, str) or not key or set(key) - KEY_CHARACTERS):
+        raise ValueError(f"results row {index} ({row['metric']!r}): key {key!r} must be lower-case letters, digits "
+                         "and underscores (a stable name other pages read the row by)")
     clean = {}
     for field, value in row.items():
         if hasattr(value, "item"):          # numpy / torch scalars
@@ -87,16 +92,24 @@ def results_markdown(rows: list[dict], profile: str) -> str:
     return "\n".join(lines) + f"\n\n*Profile `{profile}`.*"
 
 
-def record_results(notebook: str, rows: list[dict], *, profile: str | None = None, display: bool = True) -> Path:
+def record_results(notebook: str, rows: list[dict], *, defaults: dict | None = None, profile: str | None = None,
+                   display: bool = True) -> None:
     """Write ``rows`` (one dict per headline number) to ``results/<profile>/<notebook>.json`` and show them.
 
-    Each row has ``metric``, ``value``, ``data`` (what it was measured on), ``steps``, ``wall_time_s`` and
-    ``device``, optionally ``paper`` (the paper's own number, as text with its setting) and ``note``.
-    The displayed output carries the same JSON, which the site's tests compare with the file.
+    Each row has ``metric`` (the label a reader sees), ``value``, ``data`` (what it was measured on), ``steps``,
+    ``wall_time_s`` and ``device``, optionally ``key`` (a stable name that other pages read the row by, see
+    :func:`read_result`), ``paper`` (the paper's own number, as text with its setting), ``note``, and ``headline``
+    (``True`` on the row(s) the results page's headline table shows; by default the first row).
+    ``defaults`` fills the fields that rows share (device, steps, wall time). The displayed output carries the
+    same JSON, which the site's tests compare with the file.
     """
     profile = check_profile(profile) if profile is not None else active_profile()
     if not rows:
         raise ValueError("record_results needs at least one row")
+    rows = [{**(defaults or {}), **row} for row in rows]
+    keys = [row["key"] for row in rows if row.get("key") is not None]
+    if len(keys) != len(set(keys)):
+        raise ValueError(f"results keys must be unique within a page; repeated: {sorted({k for k in keys if keys.count(k) > 1})}")
     payload = {"notebook": notebook, "profile": profile,
                "rows": [_check_row(dict(row), index) for index, row in enumerate(rows)]}
     path = results_dir(profile) / f"{notebook}.json"
@@ -114,7 +127,42 @@ def record_results(notebook: str, rows: list[dict], *, profile: str | None = Non
             show({"text/markdown": table, RESULTS_MIME: payload}, raw=True)
         else:                                   # run as a plain script
             print(table)
-    return path
+
+
+def read_result(notebook: str, key: str, profile: str | None = None) -> dict | None:
+    """The row with stable ``key`` from another page's results file, or ``None`` (with a note saying why) when
+    that page has not been run in this profile or no longer records the key."""
+    profile = check_profile(profile) if profile is not None else active_profile()
+    path = results_dir(profile) / f"{notebook}.json"
+    if not path.exists():
+        print(f"(no {profile} results of the {notebook} page yet: run it first to see its {key} here)")
+        return None
+    for row in load_results(path)["rows"]:
+        if row.get("key") == key:
+            return row
+    print(f"(the {notebook} page's {profile} results have no row {key!r}: re-run that page)")
+    return None
+
+
+def markdown_table(header: list[str], rows: list[list]) -> str:
+    """A Markdown table; numbers formatted like the results (4 significant figures, thousands separated)."""
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
+    lines += ["| " + " | ".join(_format(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def show_table(header: list[str], rows: list[list]) -> None:
+    """Display a table: rendered in a notebook and on the site, plain Markdown text when run as a script."""
+    table = markdown_table(header, rows)
+    try:
+        from IPython import get_ipython
+        from IPython.display import Markdown, display
+    except ImportError:
+        get_ipython = None
+    if get_ipython is not None and get_ipython() is not None:
+        display(Markdown(table))
+    else:
+        print(table)
 
 
 def load_results(path: Path) -> dict:
