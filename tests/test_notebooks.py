@@ -51,3 +51,58 @@ def test_colab_setup_installs_from_the_configured_repository(source):
 def test_every_notebook_is_in_the_table_of_contents(source):
     toc = (ROOT / "_toc.yml").read_text()
     assert str(source.relative_to(ROOT).with_suffix("")) in toc
+
+
+def stored_texts(notebook: dict, only_checks: bool = False):
+    """Every stored text output (streams, and text/* data) of the notebook's code cells."""
+    for cell in notebook["cells"]:
+        if cell["cell_type"] != "code":
+            continue
+        if only_checks and "NBVAL_CHECK_OUTPUT" not in "".join(cell["source"]):
+            continue
+        for output in cell.get("outputs", []):
+            if "text" in output:
+                yield "".join(output["text"])
+            for kind, value in output.get("data", {}).items():
+                if kind.startswith("text/"):
+                    yield "".join(value)
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_stored_check_says_pass(source):
+    """A check cell prints True / passed; its stored output must never record a failure."""
+    notebook = json.loads(source.with_suffix(".ipynb").read_text())
+    checks = list(stored_texts(notebook, only_checks=True))
+    assert checks, f"{source.name} has no NBVAL_CHECK_OUTPUT cell with a stored output"
+    for text in checks:
+        assert not re.search(r"\bFalse\b|\bFAIL|\bfail", text), f"a stored check failed: {text[:300]!r}"
+
+
+# An absolute path of the machine that ran the page: /name/name… not after a word character, ':' or '/'
+# (so URLs and units such as "images/s" pass).
+MACHINE_PATH = re.compile(r"(?<![\w:/.])/(?:[\w.-]+/)+[\w.-]+")
+# Pages whose stored outputs predate the training summary (they print their checkpoint paths); each leaves this
+# list when it is re-executed, and a page that no longer leaks paths fails here until it is removed from it.
+PATHS_UNTIL_REEXECUTED = {"notebooks/flow/glow", "notebooks/gan/cyclegan", "notebooks/gan/dcgan",
+                          "notebooks/gan/discogan", "notebooks/gan/gan", "notebooks/gan/pggan",
+                          "notebooks/gan/stargan", "notebooks/vae/draw", "notebooks/vae/gqn", "notebooks/vae/vae"}
+
+
+@pytest.mark.parametrize("source", [
+    pytest.param(s, marks=pytest.mark.xfail(strict=True, reason="stored outputs predate the run summaries"))
+    if str(s.relative_to(ROOT).with_suffix("")) in PATHS_UNTIL_REEXECUTED else s for s in SOURCES],
+    ids=lambda p: str(p.relative_to(ROOT)))
+def test_stored_outputs_hold_no_machine_paths(source):
+    notebook = json.loads(source.with_suffix(".ipynb").read_text())
+    for text in stored_texts(notebook):
+        assert "PosixPath(" not in text, f"a bare path return value is stored: {text[:200]!r}"
+        found = MACHINE_PATH.search(text)
+        assert not found, f"stored output holds a machine path {found.group()!r}"
+
+
+def test_the_path_pattern_finds_paths_and_spares_urls_and_units():
+    assert MACHINE_PATH.search("Resumed from /tmp/ck/vae/book.pt at step 3")
+    assert MACHINE_PATH.search("see /work/main/results/book/vae.json")
+    for text in ("https://arxiv.org/abs/2006.11239", "8,584 images/s", "0.5 s/step", "results/book/vae.json",
+                 "bits/dim/pixel ratio", "a 1/255 bin"):
+        assert not MACHINE_PATH.search(text), text

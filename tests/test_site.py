@@ -7,6 +7,7 @@ repository. It saves screenshots of the landing page and one notebook page to `_
 """
 
 import functools
+import html
 import http.server
 import json
 import os
@@ -43,18 +44,24 @@ def test_site_builds_without_warnings(site):
     assert (site / "_static" / "mathjax" / "tex-chtml.js").exists()
     assert "cdn.jsdelivr.net/npm/mathjax" not in page
     assert page.count("<img") >= 5, "the VAE page should show its stored figures"
-    for name in ("vae-family", "gan-family", "flow-family", "results", "glossary", "references"):
+    for name in ("vae-family", "gan-family", "flow-family", "diffusion-family", "results", "glossary", "references"):
         assert (site / "book" / f"{name}.html").exists(), name
 
 
 def test_results_page_lists_every_notebook(site):
     sys.path.insert(0, str(ROOT / "book" / "_ext"))
     from itemchest_site import toc_notebooks
+
+    from itemchest_utils.results import format_row
     page = (site / "book" / "results.html").read_text()
     for docname, _ in toc_notebooks(ROOT):
         stem = docname.rsplit("/", 1)[-1]
         rows = json.loads((ROOT / "results" / "book" / f"{stem}.json").read_text())["rows"]
-        assert page.count(f'{docname.split("/", 1)[1]}.html') >= len(rows), f"{stem}'s rows are missing"
+        assert page.count(f'{docname.split("/", 1)[1]}.html') >= len(rows) + 1, f"{stem}'s rows are missing"
+        flat = re.sub(r"\s+", "", html.unescape(re.sub(r"<[^>]+>", "", page)))
+        for row in rows:  # each row's metric cell followed by its value cell, as the results file has them
+            metric, value = (html.unescape(cell.replace("\\|", "|")) for cell in format_row(row)[:2])
+            assert re.sub(r"\s+", "", metric + value) in flat, f"{stem}: {metric} = {value} is not on the page"
 
 
 # ---------------------------------------------------------------- in a browser
@@ -132,6 +139,15 @@ return Array.from(document.images).map(img => [img.currentSrc || img.src, img.co
 
 LINKS = "return Array.from(document.querySelectorAll('a[href]')).map(a => a.href);"
 
+# A Markdown table that was not rendered shows as a paragraph of pipes.
+RAW_TABLES = """
+return Array.from(document.querySelectorAll('main p, main .output pre'))
+  .filter(e => e.offsetParent !== null)
+  .map(e => e.textContent.trim())
+  .filter(t => t.startsWith('|') && /\\|\\s*-{3,}\\s*\\|/.test(t))
+  .map(t => t.slice(0, 120));
+"""
+
 RAW_MATH = re.compile(r"\$\$|\\\(|\\\[|\\begin\{|(?<![\w$])\$[^$\s][^$\n]{0,200}?[^$\s\\]\$(?![\w$])")
 
 
@@ -148,6 +164,8 @@ def check_page(driver, server: str, site: Path, relative: str) -> list[str]:
     raw = RAW_MATH.search(prose)
     if raw:
         problems.append(f"{relative}: raw TeX on the page: {prose[max(0, raw.start() - 40):raw.end() + 40]!r}")
+    for table in driver.execute_script(RAW_TABLES):
+        problems.append(f"{relative}: a table shown as raw Markdown: {table!r}")
     errors = driver.execute_script("return document.querySelectorAll('mjx-merror').length;")
     if errors:
         problems.append(f"{relative}: {errors} MathJax error(s)")
@@ -212,3 +230,12 @@ def test_screenshots_of_the_landing_page_and_a_notebook(site, server, browser):
         "return Array.from(document.querySelectorAll('.itemchest-card img')).map(i => i.naturalWidth);")
     assert len(cards) == len(list(ROOT.glob("notebooks/*/*.ipynb"))) and all(cards), cards
     browser.set_window_size(1280, 900)
+
+
+def test_every_reference_links_to_its_paper():
+    entries = re.split(r"\n(?=@)", (ROOT / "book" / "references.bib").read_text())
+    keys = [re.match(r"\s*@\w+\{([^,]+),", entry).group(1) for entry in entries if entry.strip()]
+    unlinked = [key for key, entry in zip(keys, [e for e in entries if e.strip()])
+                if not re.search(r"^\s*url\s*=\s*\{https://", entry, re.MULTILINE)]
+    assert len(keys) == len(set(keys)), "a key appears twice in references.bib"
+    assert not unlinked, f"entries without a url to the paper (arXiv or DOI): {unlinked}"

@@ -64,9 +64,19 @@ def landing_figure(notebook: dict) -> str | None:
 
 
 class ResultsTable(SphinxDirective):
+    """A headline table (each page's first row, or the rows it marks ``headline``), then every page's full rows
+    in a collapsed section of their own."""
+
+    HEADER = ["| page | metric | value | paper | data | steps | wall time | device |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+
+    def table(self, lines: list[str]) -> nodes.container:
+        container = nodes.container(classes=["itemchest-results"])
+        self.state.nested_parse(StringList(lines, source="results-table"), self.content_offset, container)
+        return container
+
     def run(self):
-        lines = ["| page | metric | value | paper | data | steps | wall time | device | profile |",
-                 "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        pages = []
         for docname, _ in toc_notebooks():
             stem = docname.rsplit("/", 1)[-1]
             path = ROOT / "results" / "book" / f"{stem}.json"
@@ -75,13 +85,21 @@ class ResultsTable(SphinxDirective):
                 self.reporter.warning(f"no results file {path.relative_to(ROOT)}: run {docname}.py in the "
                                       "book profile (it calls icu.record_results)", line=self.lineno)
                 continue
-            payload = json.loads(path.read_text())
-            link = f"{{doc}}`{stem} </{docname}>`"
-            for row in payload["rows"]:
-                lines.append("| " + " | ".join([link, *format_row(row), payload["profile"]]) + " |")
-        container = nodes.container(classes=["itemchest-results"])
-        self.state.nested_parse(StringList(lines, source="results-table"), self.content_offset, container)
-        return [container]
+            pages.append((docname, stem, json.loads(path.read_text())["rows"]))
+        headline = list(self.HEADER)
+        for docname, stem, rows in pages:
+            chosen = [row for row in rows if row.get("headline")] or rows[:1]
+            headline += ["| " + " | ".join([f"{{doc}}`{stem} </{docname}>`", *format_row(row)]) + " |"
+                         for row in chosen]
+        result = [self.table(headline)]
+        for docname, stem, rows in pages:
+            lines = self.HEADER + ["| " + " | ".join([f"{{doc}}`{stem} </{docname}>`", *format_row(row)]) + " |"
+                                   for row in rows]
+            summary = f"{html.escape(stem)}: all {len(rows)} numbers"
+            result += [nodes.raw("", f'<details class="itemchest-page-results"><summary>{summary}</summary>',
+                                 format="html"),
+                       self.table(lines), nodes.raw("", "</details>", format="html")]
+        return result
 
 
 class NotebookGallery(SphinxDirective):

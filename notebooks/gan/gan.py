@@ -87,8 +87,9 @@ print("device:", icu.describe_device(device))
 #
 # For $D$ this is the log-likelihood of a binary classifier that labels data 1 and samples 0.
 #
-# **The optimal discriminator.** For a fixed $G$ with sample density $p_g$, $V = \int p_\text{data}(x) \log D(x)
-# + p_g(x) \log(1 - D(x))\,dx$, and $a \log y + b \log(1 - y)$ is maximised at $y = a / (a + b)$, so
+# **The optimal discriminator.** For a fixed $G$ with sample density $p_g$,
+# $V = \int p_\text{data}(x) \log D(x) + p_g(x) \log(1 - D(x))\,dx$, and $a \log y + b \log(1 - y)$ is maximised
+# at $y = a / (a + b)$, so
 #
 # $$
 # D^*_G(x) = \frac{p_\text{data}(x)}{p_\text{data}(x) + p_g(x)}.
