@@ -523,7 +523,9 @@ print(
 # left. Bottom row: the learned reverse chain run from fresh noise, at the same levels; the black lines follow twelve
 # points through the chain to where they end. The two distances printed under the figure measure both directions:
 # samples that land on the data (first), and data that the samples cover (second) — a model that put every sample
-# on one moon would pass the first and fail the second.
+# on one moon would pass the first and fail the second. In the stored run the rebuilt moons are there but thicker
+# than the data: both distances are well below noise's, and the first is still several times the data's own
+# spread after 3,000 training steps.
 
 # %% [markdown]
 # ## Data
