@@ -48,6 +48,9 @@ def test_site_builds_without_warnings(site):
         assert (site / "book" / f"{name}.html").exists(), name
 
 
+SMART_QUOTES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '"'})  # Sphinx's typography
+
+
 def test_results_page_lists_every_notebook(site):
     sys.path.insert(0, str(ROOT / "book" / "_ext"))
     from itemchest_site import toc_notebooks
@@ -58,10 +61,12 @@ def test_results_page_lists_every_notebook(site):
         stem = docname.rsplit("/", 1)[-1]
         rows = json.loads((ROOT / "results" / "book" / f"{stem}.json").read_text())["rows"]
         assert page.count(f'{docname.split("/", 1)[1]}.html') >= len(rows) + 1, f"{stem}'s rows are missing"
-        flat = re.sub(r"\s+", "", html.unescape(re.sub(r"<[^>]+>", "", page)))
+        text = html.unescape(re.sub(r"<[^>]+>", "", page))
+        flat = re.sub(r"\s+", "", text.translate(SMART_QUOTES))
         for row in rows:  # each row's metric cell followed by its value cell, as the results file has them
             metric, value = (html.unescape(cell.replace("\\|", "|")) for cell in format_row(row)[:2])
-            assert re.sub(r"\s+", "", metric + value) in flat, f"{stem}: {metric} = {value} is not on the page"
+            expected = re.sub(r"\s+", "", (metric + value).translate(SMART_QUOTES))
+            assert expected in flat, f"{stem}: {metric} = {value} is not on the page"
 
 
 # ---------------------------------------------------------------- in a browser
@@ -139,12 +144,12 @@ return Array.from(document.images).map(img => [img.currentSrc || img.src, img.co
 
 LINKS = "return Array.from(document.querySelectorAll('a[href]')).map(a => a.href);"
 
-# A Markdown table that was not rendered shows as a paragraph of pipes.
+# A Markdown table that was not rendered shows as a paragraph of pipes (Sphinx turns its --- into dashes).
 RAW_TABLES = """
-return Array.from(document.querySelectorAll('main p, main .output pre'))
+return Array.from(document.querySelectorAll('p, .output pre'))
   .filter(e => e.offsetParent !== null)
   .map(e => e.textContent.trim())
-  .filter(t => t.startsWith('|') && /\\|\\s*-{3,}\\s*\\|/.test(t))
+  .filter(t => t.startsWith('|') && /\\|\\s*[-\\u2013\\u2014]+\\s*\\|/.test(t))
   .map(t => t.slice(0, 120));
 """
 
