@@ -889,7 +889,8 @@ print(f"{'Glow, training images (same number)':<52}{train_bits:>8.3f}   (for the
 run_device = icu.describe_device(device)
 test_data = f"{len(test_levels):,} held-out {data.name} digits, {N_BITS}-bit, one dequantisation draw each"
 icu.record_results("glow", [
-    dict(metric="test bits/dim, Glow (Polyak-averaged weights)", value=round(test_bits, 3), data=test_data,
+    dict(key="test_bits_per_dim", metric="test bits/dim, Glow (Polyak-averaged weights)", value=round(test_bits, 3),
+         data=test_data,
          steps=config.steps, wall_time_s=round(history.wall_time), device=run_device, paper=None,
          note=f"the Glow paper reports no MNIST number; FFJORD's Table 2 lists Glow at 1.05 bits/dim on MNIST "
               f"(60,000 training digits); last weights: {last_weights_bits:.3f}"),
