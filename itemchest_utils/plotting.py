@@ -52,9 +52,13 @@ def smooth(values: Sequence[float], window: int) -> np.ndarray:
 def plot_history(history, keys: Sequence[str] | None = None, window: int | None = None, ax=None,
                  ylabel: str = "value", title: str | None = None):
     """Curves of recorded metrics against the step, smoothed with a moving average; return the axes."""
-    keys = list(keys or history.metrics)
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 3.5))
+    if getattr(history, "skipped", False):  # ITEMCHEST_SKIP_TRAINING: nothing was recorded
+        ax.text(0.5, 0.5, "training skipped: no curve", ha="center", va="center", transform=ax.transAxes)
+        ax.set_title(title or "")
+        return ax
+    keys = list(keys or history.metrics)
     steps = np.asarray(history.steps)
     window = window or max(1, len(steps) // 50)
     for key in keys:

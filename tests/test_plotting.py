@@ -48,3 +48,8 @@ def test_animation_is_saved_as_a_gif_with_every_frame(tmp_path):
     assert shown.data[:6] in (b"GIF89a", b"GIF87a")
     with pytest.raises(ValueError, match="frame"):
         save_animation([], tmp_path / "empty.gif")
+
+
+def test_plot_history_of_a_skipped_run_says_so_instead_of_failing():
+    ax = plot_history(History(description="demo", skipped=True), keys=["loss"], title="loss")
+    assert not ax.get_lines() and "skipped" in ax.texts[0].get_text()

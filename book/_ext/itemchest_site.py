@@ -9,9 +9,11 @@ build warning, and the site is built with warnings as errors.
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 import posixpath
+import re
 from pathlib import Path
 
 import yaml
@@ -63,6 +65,59 @@ def landing_figure(notebook: dict) -> str | None:
     return None
 
 
+def headline_rows(rows: list[dict]) -> list[dict]:
+    """The rows a page marks ``headline``, or its first row."""
+    return [row for row in rows if row.get("headline")] or rows[:1]
+
+
+def _header_field(notebook: dict, *names: str) -> str:
+    """A cell of the two-column table at the top of a page (``| **Paper** | … |``), without citations."""
+    for line in "".join(notebook["cells"][0]["source"]).splitlines():
+        for name in names:
+            prefix = f"| **{name}** |"
+            if line.startswith(prefix):
+                return re.sub(r"\s*\{cite\}`[^`]*`", "", line[len(prefix):].rstrip(" |")).strip()
+    return ""
+
+
+README_START, README_END = "<!-- pages-table -->", "<!-- /pages-table -->"
+README_FIGURE_PAGE = "notebooks/diffusion/ddpm"  # its landing figure is the README's picture
+README_FIGURE = "book/_static/readme-figure.png"
+
+
+def readme_pages_table(root: Path = ROOT) -> str:
+    """The README's table of every page: family, page, paper, what it trains, its headline `book` number."""
+    lines = ["| family | page | paper | trains here (`book`) | headline result (`book`) |",
+             "| --- | --- | --- | --- | --- |"]
+    for docname, caption in toc_notebooks(root):
+        notebook = json.loads((root / f"{docname}.ipynb").read_text())
+        paper = _header_field(notebook, "Paper", "Papers")
+        trains = re.sub(r"\[([^\]]*)\]\([^)]*\.ipynb\)", r"\1", _header_field(notebook, "Trains here"))
+        path = root / "results" / "book" / f"{docname.rsplit('/', 1)[-1]}.json"
+        rows = json.loads(path.read_text())["rows"] if path.exists() else []
+        headline = "; ".join(": ".join(format_row(row)[:2]) for row in headline_rows(rows)) or "—"
+        lines.append(f"| {caption} | [{notebook_title(notebook)}]({docname}.ipynb) | {paper} | {trains} | {headline} |")
+    return "\n".join(lines)
+
+
+def readme_figure(root: Path = ROOT) -> bytes:
+    notebook = json.loads((root / f"{README_FIGURE_PAGE}.ipynb").read_text())
+    return base64.b64decode(landing_figure(notebook))
+
+
+def write_readme_table(root: Path = ROOT) -> bool:
+    """Replace the table between the README's markers and its picture; return whether either changed."""
+    figure = root / README_FIGURE
+    changed = not figure.exists() or figure.read_bytes() != readme_figure(root)
+    figure.write_bytes(readme_figure(root))
+    readme = root / "README.md"
+    text = readme.read_text()
+    start, end = text.index(README_START) + len(README_START), text.index(README_END)
+    updated = text[:start] + "\n" + readme_pages_table(root) + "\n" + text[end:]
+    readme.write_text(updated)
+    return changed or updated != text
+
+
 class ResultsTable(SphinxDirective):
     """A headline table (each page's first row, or the rows it marks ``headline``), then every page's full rows
     in a collapsed section of their own."""
@@ -88,9 +143,8 @@ class ResultsTable(SphinxDirective):
             pages.append((docname, stem, json.loads(path.read_text())["rows"]))
         headline = list(self.HEADER)
         for docname, stem, rows in pages:
-            chosen = [row for row in rows if row.get("headline")] or rows[:1]
             headline += ["| " + " | ".join([f"{{doc}}`{stem} </{docname}>`", *format_row(row)]) + " |"
-                         for row in chosen]
+                         for row in headline_rows(rows)]
         result = [self.table(headline)]
         for docname, stem, rows in pages:
             lines = self.HEADER + ["| " + " | ".join([f"{{doc}}`{stem} </{docname}>`", *format_row(row)]) + " |"
@@ -135,3 +189,8 @@ def setup(app):
     app.add_directive("notebook-gallery", NotebookGallery)
     app.add_css_file("itemchest.css")
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
+
+
+if __name__ == "__main__":
+    # `python book/_ext/itemchest_site.py`: refresh the README's table of pages from the stored runs.
+    print("README table " + ("updated" if write_readme_table() else "already up to date"))
