@@ -43,7 +43,6 @@ if "google.colab" in sys.modules:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"git+{REPOSITORY}"], check=True)
 
 # %%
-import math
 import time
 
 import matplotlib.pyplot as plt
@@ -313,7 +312,6 @@ floor = score(to_model(mnist.train_images[: config.samples]))[0]
 def zero_network(x, t):
     """An untrained U-Net's output, exactly: its last layer starts at zero."""
     return torch.zeros_like(x)
-
 
 
 untrained = score(sample(x_T, step_counts[0], network=zero_network))[0]
@@ -641,7 +639,7 @@ print("quality gates passed")
 #
 # 1. Add an η = 0.5 sampler to `samplers` (`"η = 0.5": dict(eta=0.5)`): where does its curve lie here, and where in
 #    the paper's Table 1?
-# 2. Replace `uniform_steps` by the paper's quadratic spacing, `(torch.linspace(0, math.sqrt(0.8 * T), S) ** 2)`
+# 2. Replace `uniform_steps` by the paper's quadratic spacing, `(torch.linspace(0, (0.8 * T) ** 0.5, S) ** 2)`
 #    rounded to integers: more steps near $t = 0$, often better at small $S$.
 # 3. Encode a digit and decode it with `eta=1.0`: how much of the digit survives when noise is added on the way
 #    back?

@@ -1051,14 +1051,13 @@ print(
 # %%
 icu.seed_everything(SEED)
 ablation_models = {"L_simple, linear (main run at this step)": (main.schedule, snapshots[0])}
-ablation_histories = {}
 for name, (schedule_name, objective) in {
     "L_simple, cosine": ("cosine", "simple"),
     "true bound, linear": ("linear", "bound"),
 }.items():
     icu.seed_everything(SEED)
     run = make_training(schedule_name, objective)
-    ablation_histories[name] = icu.fit(
+    icu.fit(
         run.train_step,
         train_batches,
         steps=config.snapshot_every,
