@@ -711,7 +711,8 @@ PAPER_ROWS = {"DRAW, attention": "≤ 80.97 nats (Table 2; binarized MNIST, 60,0
               "DRAW, no attention": "≤ 87.40 nats (Table 2; binarized MNIST, 60,000 training digits)", "VAE": None}
 run_device = icu.describe_device(device)
 icu.record_results("draw", [
-    dict(metric=f"test −ELBO, {name} (nats per digit)", value=round(-r["elbo"], 2),
+    dict(key="neg_elbo_" + name.lower().replace("draw, ", "draw_").replace(" ", "_"),
+         metric=f"test −ELBO, {name} (nats per digit)", value=round(-r["elbo"], 2),
          data=f"{len(test_binary):,} held-out binarized {mnist.name} digits", steps=config.steps,
          wall_time_s=round(histories[name].wall_time), device=run_device, paper=PAPER_ROWS[name],
          note=f"IWAE k={config.iwae_k} on the first {len(iwae_data):,} of them: {-r['iwae']:.2f}")

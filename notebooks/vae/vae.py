@@ -520,10 +520,10 @@ print(f"{f'VAE z={LATENT}, IWAE k={config.iwae_k:,} on {len(iwae_data):,} digits
 run_device = icu.describe_device(device)
 test_data = f"{len(test_binary):,} held-out binarized {mnist.name} digits"
 icu.record_results("vae", [
-    dict(metric=f"test ELBO, z={LATENT} (nats per digit)", value=round(test_elbo, 2), data=test_data,
+    dict(key="test_elbo", metric=f"test ELBO, z={LATENT} (nats per digit)", value=round(test_elbo, 2), data=test_data,
          steps=config.steps, wall_time_s=round(history.wall_time), device=run_device,
          paper=None, note="the paper shows curves only (no table), on 60,000 binarized MNIST digits"),
-    dict(metric=f"IWAE estimate of log p(x), z={LATENT}, k={config.iwae_k:,} (nats per digit)", value=round(test_iwae, 2),
+    dict(key="test_iwae", metric=f"IWAE estimate of log p(x), z={LATENT}, k={config.iwae_k:,} (nats per digit)", value=round(test_iwae, 2),
          data=f"{len(iwae_data):,} held-out binarized {mnist.name} digits", steps=config.steps,
          wall_time_s=round(history.wall_time), device=run_device, paper=None),
     dict(metric="test ELBO, z=2 (nats per digit)", value=round(test_elbo_2d, 2), data=test_data,
