@@ -3,8 +3,13 @@
 import os
 import tempfile
 
+import pytest
+
 # Set before any kernel starts, so nbval's notebook kernels inherit them.
 os.environ["ITEMCHEST_PROFILE"] = "smoke"
+# An empty cache: the reference classifiers and rendered scenes are built by this run's code, never read from
+# files an older recipe left in the user's cache.
+os.environ["ITEMCHEST_CACHE"] = tempfile.mkdtemp(prefix="itemchest-cache-")
 os.environ["ITEMCHEST_CHECKPOINTS"] = tempfile.mkdtemp(prefix="itemchest-checkpoints-")
 os.environ["ITEMCHEST_OUTPUTS"] = tempfile.mkdtemp(prefix="itemchest-outputs-")
 os.environ["ITEMCHEST_RESULTS"] = tempfile.mkdtemp(prefix="itemchest-results-")
@@ -37,3 +42,30 @@ def pytest_collection_modifyitems(session, config, items):
     before = items[:first_notebook]
     rest = items[first_notebook:]
     items[:] = before + sorted(rest, key=lambda item: position.get(page(item), -1))  # stable: cells keep their order
+
+
+@pytest.fixture
+def speed_ratio():
+    """``speed_ratio(work)``: how many times longer ``work()`` takes on one thread than a fixed element-wise tensor
+    workload. The two are timed alternately, five times each, and the fastest of each is kept: a busy machine
+    slows both alike, so throughput tests assert a ratio instead of an absolute rate."""
+    import time
+
+    import torch
+
+    def seconds(run) -> float:
+        start = time.perf_counter()
+        run()
+        return time.perf_counter() - start
+
+    def measure(work) -> float:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            x = torch.linspace(0, 1, 2000 * 3 * 64 * 64).view(2000, 3, 64, 64)
+            pairs = [(seconds(lambda: torch.sigmoid(x * 3.0 - 1.0) * torch.cos(x)), seconds(work)) for _ in range(5)]
+            return min(w for _, w in pairs) / min(r for r, _ in pairs)
+        finally:
+            torch.set_num_threads(threads)
+
+    return measure

@@ -45,7 +45,10 @@ def describe_device(device: torch.device) -> str:
 
 
 def cache_root() -> Path:
-    """The user's cache folder for Item Chest: ``$XDG_CACHE_HOME/itemchest``, else ``~/.cache/itemchest``."""
+    """Item Chest's cache folder (classifiers, rendered scenes, checkpoints, downloads): ``$ITEMCHEST_CACHE``,
+    else ``$XDG_CACHE_HOME/itemchest``, else ``~/.cache/itemchest``."""
+    if os.environ.get("ITEMCHEST_CACHE"):
+        return Path(os.environ["ITEMCHEST_CACHE"])
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "itemchest"
 
 

@@ -58,8 +58,22 @@ def test_default_folders_live_in_the_user_cache(tmp_path, monkeypatch):
 
     monkeypatch.delenv("ITEMCHEST_DATA", raising=False)
     monkeypatch.delenv("ITEMCHEST_CHECKPOINTS", raising=False)
+    monkeypatch.delenv("ITEMCHEST_CACHE", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert data_dir() == tmp_path / "itemchest" / "data"
     assert checkpoint_dir() == tmp_path / "itemchest" / "checkpoints"
     monkeypatch.setenv("ITEMCHEST_DATA", str(tmp_path / "elsewhere"))
     assert data_dir() == tmp_path / "elsewhere"
+
+
+def test_itemchest_cache_overrides_the_user_cache(tmp_path, monkeypatch):
+    from itemchest_utils import checkpoint_dir
+    from itemchest_utils.runtime import cache_root
+
+    monkeypatch.delenv("ITEMCHEST_CHECKPOINTS", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("ITEMCHEST_CACHE", str(tmp_path / "isolated"))
+    assert cache_root() == tmp_path / "isolated"
+    assert checkpoint_dir() == tmp_path / "isolated" / "checkpoints"
+    monkeypatch.delenv("ITEMCHEST_CACHE")
+    assert cache_root() == tmp_path / "xdg" / "itemchest"

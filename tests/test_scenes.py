@@ -1,5 +1,4 @@
 import math
-import time
 
 import pytest
 import torch
@@ -211,6 +210,7 @@ def test_objects_stay_apart_inside_the_room_and_away_from_cameras():
 
 
 def test_cache_returns_the_same_data_and_rebuilds_a_corrupt_file(tmp_path, monkeypatch):
+    monkeypatch.delenv("ITEMCHEST_CACHE", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     renders = []
     real_render = scenes_module.render_views
@@ -250,18 +250,13 @@ def test_bad_input_is_refused_with_advice():
         room_scene([{"kind": "sphere", "colour": "teal", "position": (0, 0), "size": 0.5}])
 
 
-def test_renders_hundreds_of_views_per_second_on_one_thread():
+def test_view_rendering_speed_relative_to_a_reference_workload(speed_ratio):
     scenes = sample_rooms(40, seed=0)
     viewpoints = ring_viewpoints(torch.rand(40, 10, generator=torch.Generator().manual_seed(0)) * 2 * math.pi)
-    render_views(scenes[:2], viewpoints[:2], 32, supersample=2)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        start = time.perf_counter()
-        images = render_views(scenes, viewpoints, 32, supersample=2)
-        elapsed = time.perf_counter() - start
-    finally:
-        torch.set_num_threads(threads)
+    images = render_views(scenes, viewpoints, 32, supersample=2)
     assert images.shape == (40, 10, 3, 32, 32) and 0 <= images.min() and images.max() <= 1
-    # ~600 views/s measured; 200 keeps 2,000 scenes x 10 views under two minutes.
-    assert 400 / elapsed > 200, f"{400 / elapsed:.0f} views/s"
+    # 400 views cost 3.5-13 reference workloads (one element-wise pass over 2,000 64x64 RGB images) on the 2-core
+    # test machine, busy or not (~600 views/s on one thread); a renderer that loops in Python over pixels or
+    # objects, or several times slower than today, fails (GQN renders 2,000 scenes x 10 views).
+    ratio = speed_ratio(lambda: render_views(scenes, viewpoints, 32, supersample=2))
+    assert ratio < 20, f"rendering 400 views took {ratio:.1f} times the reference workload"

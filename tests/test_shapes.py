@@ -1,5 +1,4 @@
 import math
-import time
 
 import pytest
 import torch
@@ -67,14 +66,14 @@ def test_unknown_attribute_and_tiny_resolution_are_refused():
         render_shapes(sample_shape_attributes(4), resolution=4)
 
 
-def test_renders_thousands_of_images_per_second():
+def test_rendering_speed_relative_to_a_reference_workload(speed_ratio):
     attributes = sample_shape_attributes(2000, seed=0)
-    render_shapes(attributes[:10], 64)
-    start = time.perf_counter()
     images = render_shapes(attributes, 64)
-    elapsed = time.perf_counter() - start
     assert images.shape == (2000, 3, 64, 64) and 0 <= images.min() and images.max() <= 1
-    assert 2000 / elapsed > 1000, f"{2000 / elapsed:.0f} images/s"
+    # 2,000 images cost 2-6 reference workloads (one element-wise pass over as many pixels) on the 2-core test
+    # machine, busy or not; a renderer several times slower than today fails.
+    ratio = speed_ratio(lambda: render_shapes(attributes, 64))
+    assert ratio < 10, f"rendering 2,000 images took {ratio:.1f} times the reference workload"
 
 
 def test_labels_cover_every_class():
