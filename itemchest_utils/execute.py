@@ -23,6 +23,10 @@ DEPENDS_ON = {
     "notebooks/diffusion/ddim": ["notebooks/diffusion/ddpm"],
     "notebooks/diffusion/guidance": ["notebooks/diffusion/ddim"],
     "notebooks/flow/flow_matching": ["notebooks/flow/glow", "notebooks/diffusion/ddpm", "notebooks/diffusion/ddim"],
+    "notebooks/diffusion/score_sde": ["notebooks/diffusion/ddpm", "notebooks/diffusion/ddim", "notebooks/flow/glow",
+                                      "notebooks/flow/flow_matching"],
+    "notebooks/autoregressive/pixelcnn": ["notebooks/vae/vae", "notebooks/vae/draw"],
+    "notebooks/autoregressive/vqvae": ["notebooks/vae/vae"],
 }
 
 

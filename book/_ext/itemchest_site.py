@@ -192,7 +192,7 @@ LIKELIHOODS = [
     ("8-bit", "glow", "test_bits_per_dim", "Glow", "exact density of dequantised digits: upper bound", 1),
     ("8-bit", "ddpm", "bound_bits_per_dim", "DDPM", "variational bound: upper bound", 1),
     ("8-bit", "flow_matching", "bits_per_dim", "flow matching", "ODE density of dequantised digits: upper bound", 1),
-    ("8-bit", "score_sde", "bits_per_dim", "EDM (probability-flow ODE)",
+    ("8-bit", "score_sde", "bits_per_dim", "VP probability-flow ODE (DDPM network)",
      "ODE density of dequantised digits: upper bound", 1),
 ]
 LIKELIHOOD_UNITS = {"binarized": "nats per digit", "8-bit": "bits per dimension"}
@@ -207,7 +207,8 @@ SAMPLER_CURVES = [
     ("VP reverse SDE, Euler–Maruyama (DDPM network)", "score_sde", r"fid_vp_em_nfe(\d+)"),
     ("VP predictor–corrector (DDPM network)", "score_sde", r"fid_vp_pc_nfe(\d+)"),
     ("VP probability-flow ODE (DDPM network)", "score_sde", r"fid_vp_ode_nfe(\d+)"),
-    ("EDM, Heun", "score_sde", r"fid_edm_heun_nfe(\d+)"),
+    ("EDM's Heun sampler, ρ = 7 steps (DDPM network)", "score_sde", r"fid_ddpm_edm_heun_nfe(\d+)"),
+    ("EDM, Heun (EDM network)", "score_sde", r"fid_edm_heun_nfe(\d+)"),
 ]
 DDPM_STEPS = 1000  # the DDPM page's ancestral sampler: one network evaluation per step
 
