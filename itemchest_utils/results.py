@@ -146,7 +146,8 @@ def read_result(notebook: str, key: str, profile: str | None = None) -> dict | N
 
 def markdown_table(header: list[str], rows: list[list]) -> str:
     """A Markdown table; numbers formatted like the results (4 significant figures, thousands separated)."""
-    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
+    lines = ["| " + " | ".join(_format(str(name)) for name in header) + " |",
+             "| " + " | ".join("---" for _ in header) + " |"]
     lines += ["| " + " | ".join(_format(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines)
 

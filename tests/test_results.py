@@ -104,3 +104,12 @@ def test_markdown_table_formats_numbers_like_the_results():
     text = icu.markdown_table(["model", "FID", "steps"], [["DDPM", 12.3456, 20000], ["none", None, 0]])
     assert text.splitlines() == ["| model | FID | steps |", "| --- | --- | --- |", "| DDPM | 12.35 | 20,000 |",
                                  "| none | — | 0 |"]
+
+
+def test_a_bar_in_a_header_or_cell_does_not_break_the_table():
+    from itemchest_utils.results import markdown_table
+
+    table = markdown_table(["model", "−log p(x | z)"], [["a | b", 1.5]])
+    header, rule, row = table.splitlines()
+    assert header == "| model | −log p(x \\| z) |" and rule == "| --- | --- |"
+    assert row == "| a \\| b | 1.5 |"
