@@ -93,12 +93,12 @@ def readme_pages_table(root: Path | None = None) -> str:
     root = root or ROOT
     lines = ["| family | page | paper | trains here (`book`) | headline result (`book`) |",
              "| --- | --- | --- | --- | --- |"]
+    results = page_results(root)
     for docname, caption in toc_notebooks(root):
         notebook = json.loads((root / f"{docname}.ipynb").read_text())
         paper = _header_field(notebook, "Paper", "Papers")
         trains = re.sub(r"\[([^\]]*)\]\([^)]*\.ipynb\)", r"\1", _header_field(notebook, "Trains here"))
-        path = root / "results" / "book" / f"{docname.rsplit('/', 1)[-1]}.json"
-        rows = json.loads(path.read_text())["rows"] if path.exists() else []
+        rows = results.get(docname.rsplit("/", 1)[-1], [])
         headline = "; ".join(": ".join(format_row(row)[:2]) for row in headline_rows(rows)) or "—"
         lines.append(f"| {caption} | [{notebook_title(notebook)}]({docname}.ipynb) | {paper} | {trains} | {headline} |")
     return "\n".join(lines)
@@ -149,9 +149,6 @@ class ResultsTable(SphinxDirective):
     HEADER = ["| page | metric | value | paper | data | steps | wall time | device |",
               "| --- | --- | --- | --- | --- | --- | --- | --- |"]
 
-    def table(self, lines: list[str]) -> nodes.container:
-        return markdown_table(self, lines)
-
     def run(self):
         results = read_results_or_warn(self)
         if results is None:
@@ -168,14 +165,14 @@ class ResultsTable(SphinxDirective):
         for docname, stem, rows in pages:
             headline += ["| " + " | ".join([f"{{doc}}`{stem} </{docname}>`", *format_row(row)]) + " |"
                          for row in headline_rows(rows)]
-        result = [self.table(headline)]
+        result = [markdown_table(self, headline)]
         for docname, stem, rows in pages:
             lines = self.HEADER + ["| " + " | ".join([f"{{doc}}`{stem} </{docname}>`", *format_row(row)]) + " |"
                                    for row in rows]
             summary = f"{html.escape(stem)}: all {len(rows)} numbers"
             result += [nodes.raw("", f'<details class="itemchest-page-results"><summary>{summary}</summary>',
                                  format="html"),
-                       self.table(lines), nodes.raw("", "</details>", format="html")]
+                       markdown_table(self, lines), nodes.raw("", "</details>", format="html")]
         return result
 
 
