@@ -6,6 +6,7 @@ the same, so each one is trained deterministically from a fixed seed on a fixed 
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 
@@ -170,7 +171,7 @@ def _cached(path: Path, build, make_empty):
             warnings.warn(f"Cached classifier {path} is unreadable ({error}); training it again.", stacklevel=3)
     classifier = build()
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
+    partial = path.with_suffix(f".{os.getpid()}.partial")  # two test workers may build it at once
     torch.save({"weights": classifier.state_dict(), "test_accuracy": classifier.test_accuracy}, partial)
     partial.replace(path)
     return classifier

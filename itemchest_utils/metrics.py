@@ -155,3 +155,45 @@ def nearest_neighbours(queries: torch.Tensor, references: torch.Tensor, batch_si
         distances.append(best.values.cpu())
         indices.append(best.indices.cpu())
     return torch.cat(distances), torch.cat(indices)
+
+
+# --- image similarity ----------------------------------------------------------------------------------
+
+SSIM_K1, SSIM_K2 = 0.01, 0.03   # Wang et al. (2004)'s stabilising constants, as fractions of the data range
+
+
+def ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, window_size: int = 11,
+         sigma: float = 1.5) -> torch.Tensor:
+    """Structural similarity (Wang et al., 2004) of two batches of images (B, C, H, W): one value per image.
+
+    Local means, variances and the covariance are taken under a Gaussian window (``window_size`` pixels, standard
+    deviation ``sigma``; the paper's 11 and 1.5) at every position where the window fits inside the image, and
+
+        SSIM = (2 μx μy + C1)(2 σxy + C2) / ((μx² + μy² + C1)(σx² + σy² + C2)),  C1 = (K1 L)², C2 = (K2 L)²,
+
+    with L the data range, is averaged over positions and channels. It is 1 for identical images and, unlike the
+    squared error, it is low for a blurred image: a blur removes the local variance that the structure term needs.
+    """
+    if x.shape != y.shape or x.ndim != 4:
+        raise ValueError(f"ssim needs two batches of images of one shape (B, C, H, W); got {tuple(x.shape)} "
+                         f"and {tuple(y.shape)}")
+    if min(x.shape[-2:]) < window_size:
+        raise ValueError(f"images of {tuple(x.shape[-2:])} pixels are smaller than the {window_size}-pixel window")
+    x, y = x.double(), y.double()
+    offsets = torch.arange(window_size, dtype=torch.float64, device=x.device) - (window_size - 1) / 2
+    weights = torch.exp(-offsets ** 2 / (2 * sigma ** 2))
+    weights = weights / weights.sum()
+    channels = x.shape[1]
+    rows = weights.view(1, 1, 1, -1).expand(channels, 1, 1, -1)
+    columns = weights.view(1, 1, -1, 1).expand(channels, 1, -1, 1)
+
+    def local_mean(images):
+        return F.conv2d(F.conv2d(images, rows, groups=channels), columns, groups=channels)
+
+    mu_x, mu_y = local_mean(x), local_mean(y)
+    var_x = local_mean(x * x) - mu_x ** 2
+    var_y = local_mean(y * y) - mu_y ** 2
+    cov_xy = local_mean(x * y) - mu_x * mu_y
+    c1, c2 = (SSIM_K1 * data_range) ** 2, (SSIM_K2 * data_range) ** 2
+    index = ((2 * mu_x * mu_y + c1) * (2 * cov_xy + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (var_x + var_y + c2))
+    return index.flatten(1).mean(1).float()

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import warnings
 from typing import Sequence
 
@@ -616,7 +617,7 @@ def rooms_dataset(num_scenes: int, views_per_scene: int = 10, resolution: int = 
             warnings.warn(f"Cached scenes {path} are unreadable ({error}); rendering them again.", stacklevel=2)
     dataset = build()
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
+    partial = path.with_suffix(f".{os.getpid()}.partial")  # two test workers may render it at once
     torch.save({"images": dataset.images, "viewpoints": dataset.viewpoints, "scenes": dataset.scenes.as_dict()},
                partial)
     partial.replace(path)

@@ -34,10 +34,15 @@ from .runtime import cache_root, describe_device
 
 CHECKPOINT_VARIABLE = "ITEMCHEST_CHECKPOINTS"
 SKIP_TRAINING_VARIABLE = "ITEMCHEST_SKIP_TRAINING"
+STOP_AFTER_VARIABLE = "ITEMCHEST_STOP_AFTER"
 
 
 class NonFiniteLossError(FloatingPointError):
     """A value returned by ``train_step`` became NaN or infinite; training stopped, the last checkpoint was kept."""
+
+
+class TrainingInterrupted(RuntimeError):
+    """Training stopped on purpose after the step ``ITEMCHEST_STOP_AFTER`` names; its checkpoint was written."""
 
 
 class CheckpointMismatchError(RuntimeError):
@@ -300,6 +305,8 @@ def fit(train_step: Callable[[object], Mapping[str, object]], batches, *, steps:
       return values are kept in ``history.records[record.__name__]`` and in the checkpoint.
     - ``ITEMCHEST_SKIP_TRAINING=1`` takes no step (the page's gates then show what an untrained model scores);
       each ``every`` callback is then called once, at step 0.
+    - ``ITEMCHEST_STOP_AFTER=N`` stops a checkpointed run after step N with a checkpoint written there and raises
+      :class:`TrainingInterrupted` (train in sessions, or test that a resumed run equals an uninterrupted one).
     """
     description = description or (run or "train")
     config_values = _config_dict(config)
@@ -326,6 +333,7 @@ def fit(train_step: Callable[[object], Mapping[str, object]], batches, *, steps:
     if start < steps:
         history.device = describe_device(torch.device(device) if device is not None else _device_of(state))
     save_every = checkpoint_every or max(1, steps // 10)
+    stop_after = _stop_after(path)
     batch_size = getattr(batches, "batch_size", 1)
 
     pending: list[tuple[int, dict]] = []
@@ -364,7 +372,8 @@ def fit(train_step: Callable[[object], Mapping[str, object]], batches, *, steps:
             pending.append((step, {k: _as_scalar(k, v) for k, v in returned.items()}))
             session_images += batch_size
             done = step + 1
-            due_checkpoint = path is not None and (done % save_every == 0 or done == steps)
+            stopping = done == stop_after and done < steps
+            due_checkpoint = path is not None and (done % save_every == 0 or done == steps or stopping)
             due_callbacks = [(p, c) for p, c in callbacks.items() if done % p == 0]
             if len(pending) >= log_every or due_checkpoint or due_callbacks or done == steps:
                 flush()
@@ -382,6 +391,10 @@ def fit(train_step: Callable[[object], Mapping[str, object]], batches, *, steps:
                                    device=history.device, description=description)
                 save_checkpoint(path, done, state, snapshot, config_values, fingerprint)
                 saved = snapshot
+            if stopping:
+                raise TrainingInterrupted(
+                    f"{description}: stopped after step {done} of {steps} as {STOP_AFTER_VARIABLE} asks; the "
+                    f"checkpoint ({_shown(path)}) is kept. Run again without {STOP_AFTER_VARIABLE} to resume.")
     finally:
         bar.close()
         if session_images and saved is not None and saved.steps and saved.steps[-1] == steps - 1:
@@ -391,6 +404,18 @@ def fit(train_step: Callable[[object], Mapping[str, object]], batches, *, steps:
             history.images_seen += session_images
     print(history.summary())
     return history
+
+
+def _stop_after(path: Path | None) -> int | None:
+    value = os.environ.get(STOP_AFTER_VARIABLE, "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{STOP_AFTER_VARIABLE}={value!r}: give a positive step count, or unset it")
+    if path is None:
+        raise ValueError(f"{STOP_AFTER_VARIABLE} is set but this run has no checkpoint to resume from: "
+                         "give fit a run name (run=...), or unset the variable")
+    return int(value)
 
 
 def _device_of(state: Mapping[str, object]) -> torch.device:

@@ -8,6 +8,7 @@ attribute (``ShapeAttributes.replace``), which real unpaired datasets cannot giv
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
@@ -76,6 +77,59 @@ def paired_test_set(n: int, resolution: int, attribute: str, value_a, value_b, *
     attributes_a = sample_shape_attributes(n, seed=seed, **_fixed(fixed), **{attribute: a})
     attributes_b = attributes_a.replace(**{attribute: b})
     return PairedTest(_render(attributes_a, resolution), _render(attributes_b, resolution), attributes_a, attributes_b)
+
+
+class UnpairedBatches:
+    """One training batch from each of two unpaired image sets per step: ``batch(step)`` returns ``(a, b)``.
+
+    Each domain has its own shuffled order (seeds ``seed`` and ``seed + 1``, one permutation per epoch of that
+    domain, as :class:`~itemchest_utils.TensorBatches`), so the i-th image of an A batch has nothing to do with the
+    i-th of the B batch, and the two sets may differ in size. A batch is a pure function of the step: a run resumed
+    at step ``s`` sees exactly the batches an uninterrupted run would have seen.
+    """
+
+    def __init__(self, images_a: torch.Tensor, images_b: torch.Tensor, *, batch_size: int, seed: int = 0,
+                 device: torch.device | str | None = None):
+        from .data import TensorBatches
+
+        self.a = TensorBatches(images_a, batch_size=batch_size, seed=seed, device=device)
+        self.b = TensorBatches(images_b, batch_size=batch_size, seed=seed + 1, device=device)
+        self.batch_size = batch_size
+
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.a.batch(step), self.b.batch(step)
+
+
+@torch.no_grad()
+def translate(generator: Callable[..., torch.Tensor], images: torch.Tensor, *conditions: torch.Tensor | None,
+              batch_size: int = 256, device: torch.device | str | None = None) -> torch.Tensor:
+    """``generator(images)`` in batches of ``batch_size``, in eval mode and without gradients; the result is on
+    the CPU. ``conditions`` (e.g. target labels, one row per image; ``None`` passes through) are sliced with the
+    images and passed after them. The inputs go to ``device``, by default the generator's own. The generator's
+    training mode is restored afterwards. Scaling (e.g. [0, 1] to a tanh range) is the caller's."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1; got {batch_size}")
+    for condition in conditions:
+        if condition is not None and len(condition) != len(images):
+            raise ValueError(f"a condition has {len(condition)} rows for {len(images)} images")
+    if device is None:
+        parameter = next(generator.parameters(), None) if isinstance(generator, torch.nn.Module) else None
+        device = parameter.device if parameter is not None else torch.device("cpu")
+    was_training = getattr(generator, "training", False)
+    if isinstance(generator, torch.nn.Module):
+        generator.eval()
+    try:
+        parts = []
+        for start in range(0, len(images), batch_size):
+            window = slice(start, start + batch_size)
+            extra = [c[window].to(device) if c is not None else None for c in conditions]
+            parts.append(generator(images[window].to(device), *extra).cpu())
+    finally:
+        if isinstance(generator, torch.nn.Module):
+            generator.train(was_training)
+    if not parts:
+        raise ValueError("translate needs at least one image")
+    return torch.cat(parts)
 
 
 def background_images(attributes: ShapeAttributes, resolution: int) -> torch.Tensor:

@@ -48,3 +48,75 @@ def test_importance_weighted_bound_k1_is_the_sample_and_grows_with_k():
 def test_bits_per_dim_round_trip():
     assert nats_to_bits_per_dim(784 * math.log(2), 784) == pytest.approx(1.0)
     assert bits_per_dim_to_nats(nats_to_bits_per_dim(123.4, 3072), 3072) == pytest.approx(123.4)
+
+
+# --- ssim ------------------------------------------------------------------------------------------------
+
+def _ssim_by_loops(x, y, window_size=11, sigma=1.5, data_range=1.0):
+    """SSIM written out window by window with numpy (an independent reference for ``ssim``)."""
+    import numpy as np
+
+    offsets = np.arange(window_size) - (window_size - 1) / 2
+    g = np.exp(-offsets ** 2 / (2 * sigma ** 2))
+    w = np.outer(g, g) / np.outer(g, g).sum()
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    values = []
+    for a, b in zip(x.double().numpy(), y.double().numpy()):
+        per_window = []
+        for channel in range(a.shape[0]):
+            for i in range(a.shape[1] - window_size + 1):
+                for j in range(a.shape[2] - window_size + 1):
+                    pa = a[channel, i:i + window_size, j:j + window_size]
+                    pb = b[channel, i:i + window_size, j:j + window_size]
+                    ma, mb = (w * pa).sum(), (w * pb).sum()
+                    va, vb = (w * (pa - ma) ** 2).sum(), (w * (pb - mb) ** 2).sum()
+                    cov = (w * (pa - ma) * (pb - mb)).sum()
+                    per_window.append((2 * ma * mb + c1) * (2 * cov + c2) / ((ma ** 2 + mb ** 2 + c1) * (va + vb + c2)))
+        values.append(np.mean(per_window))
+    return torch.tensor(values)
+
+
+def test_ssim_matches_a_window_by_window_reference():
+    from itemchest_utils.metrics import ssim
+
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(3, 2, 14, 15, generator=generator)
+    y = (x + 0.2 * torch.randn(x.shape, generator=generator)).clamp(0, 1)
+    assert torch.allclose(ssim(x, y), _ssim_by_loops(x, y).float(), atol=1e-5)
+    assert torch.allclose(ssim(x, y, window_size=7, sigma=1.0), _ssim_by_loops(x, y, 7, 1.0).float(), atol=1e-5)
+
+
+def test_ssim_of_identical_and_of_constant_images():
+    from itemchest_utils.metrics import ssim
+
+    x = torch.rand(2, 3, 16, 16)
+    assert torch.allclose(ssim(x, x), torch.ones(2))
+    a, b = torch.full((1, 1, 12, 12), 0.3), torch.full((1, 1, 12, 12), 0.7)
+    c1 = 0.01 ** 2            # flat images: the structure term is 1, the luminance term is what is left
+    assert ssim(a, b).item() == pytest.approx((2 * 0.3 * 0.7 + c1) / (0.3 ** 2 + 0.7 ** 2 + c1), rel=1e-5)
+
+
+def test_ssim_is_symmetric_falls_with_noise_and_gives_a_flat_image_no_structure():
+    from itemchest_utils.metrics import ssim
+
+    generator = torch.Generator().manual_seed(1)
+    x = torch.rand(4, 3, 32, 32, generator=generator)
+    noise = torch.randn(x.shape, generator=generator)
+    scores = [ssim(x, (x + level * noise).clamp(0, 1)).mean().item() for level in (0.05, 0.1, 0.2, 0.4)]
+    assert scores == sorted(scores, reverse=True)
+    y = (x + 0.1 * noise).clamp(0, 1)
+    assert torch.allclose(ssim(x, y), ssim(y, x))
+    # A flat grey image has a lower squared error than an unrelated image of the same statistics, but no structure
+    flat = torch.full_like(x, 0.5)
+    unrelated = torch.rand(x.shape, generator=generator)
+    assert ((flat - x) ** 2).mean() < ((unrelated - x) ** 2).mean()
+    assert ssim(flat, x).mean() < 0.05
+
+
+def test_ssim_rejects_mismatched_or_tiny_images():
+    from itemchest_utils.metrics import ssim
+
+    with pytest.raises(ValueError, match="one shape"):
+        ssim(torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 15))
+    with pytest.raises(ValueError, match="smaller than"):
+        ssim(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8))

@@ -83,9 +83,7 @@ def test_every_stored_check_says_pass(source):
 MACHINE_PATH = re.compile(r"(?<![\w:/.])/(?:[\w.-]+/)+[\w.-]+")
 # Pages whose stored outputs predate the training summary (they print their checkpoint paths); each leaves this
 # list when it is re-executed, and a page that no longer leaks paths fails here until it is removed from it.
-PATHS_UNTIL_REEXECUTED = {"notebooks/flow/glow", "notebooks/gan/cyclegan", "notebooks/gan/dcgan",
-                          "notebooks/gan/discogan", "notebooks/gan/pggan",
-                          "notebooks/gan/stargan", "notebooks/vae/draw", "notebooks/vae/gqn"}
+PATHS_UNTIL_REEXECUTED = {"notebooks/flow/glow", "notebooks/gan/discogan", "notebooks/gan/stargan"}
 
 
 @pytest.mark.parametrize("source", [
@@ -106,3 +104,24 @@ def test_the_path_pattern_finds_paths_and_spares_urls_and_units():
     for text in ("https://arxiv.org/abs/2006.11239", "8,584 images/s", "0.5 s/step", "results/book/vae.json",
                  "bits/dim/pixel ratio", "a 1/255 bin"):
         assert not MACHINE_PATH.search(text), text
+
+
+# Pages whose rewrite with these sections waits for its `book` re-execution (the stored run is the old page's).
+ENDINGS_PENDING = {"notebooks/flow/glow", "notebooks/gan/discogan"}
+
+
+@pytest.mark.parametrize("source", [
+    pytest.param(s, marks=pytest.mark.xfail(strict=True, reason="the rewritten page awaits its book run"))
+    if str(s.relative_to(ROOT).with_suffix("")) in ENDINGS_PENDING else s for s in SOURCES],
+    ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_page_ends_with_take_aways_and_exercises_in_markdown(source):
+    """The last two sections are Markdown: what to take away, then 3-5 exercises to try (issue: a take-away
+    kept as comments in a code cell never reaches the reader as text)."""
+    cells = jupytext.read(source).cells
+    headings = [(k, line) for k, cell in enumerate(cells) if cell.cell_type == "markdown"
+                for line in cell.source.splitlines() if line.startswith("## ")]
+    assert [line for _, line in headings[-2:]] == ["## What to take away", "## Try it yourself"], headings[-2:]
+    last = headings[-1][0]
+    assert all(cell.cell_type == "markdown" for cell in cells[headings[-2][0]:]), "code after the take-aways"
+    exercises = re.findall(r"^\d+\. ", cells[last].source, re.MULTILINE)
+    assert 3 <= len(exercises) <= 6, f"{len(exercises)} numbered exercises in 'Try it yourself'"

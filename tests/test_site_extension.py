@@ -1,6 +1,7 @@
 """The site extension's directives, on a small project of their own: what they read from the results files, and
 the clear build warnings (errors under -W) for a missing results file, a broken one and a page without a figure."""
 
+import base64
 import io
 import json
 import sys
@@ -11,8 +12,15 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "book" / "_ext"))
 import itemchest_site  # noqa: E402
-from itemchest_site import (LIKELIHOODS, ResultsFileError, likelihood_rows, page_results,  # noqa: E402
-                            sampler_points)
+from itemchest_site import (CARD_SIZE, LIKELIHOODS, ResultsFileError, card_thumbnail,  # noqa: E402
+                            likelihood_rows, page_results, sampler_points)
+from PIL import Image  # noqa: E402
+
+
+def png_base64(width: int, height: int, colour=(200, 30, 30)) -> str:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), colour).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def row(key, value, **extra):
@@ -20,7 +28,7 @@ def row(key, value, **extra):
             "device": "cpu", "paper": None, **extra}
 
 
-def project(tmp_path, pages: dict[str, list[dict] | str | None], figure: bool = True) -> Path:
+def project(tmp_path, pages: dict[str, list[dict] | str | None], figure: bool = True, crop=None) -> Path:
     """A repository with one toc part listing ``pages`` (page stem → rows, raw file text, or None for no file)."""
     toc = {"format": "jb-book", "root": "index",
            "parts": [{"caption": "Family", "chapters": [{"file": f"notebooks/f/{stem}"} for stem in pages]}]}
@@ -31,9 +39,9 @@ def project(tmp_path, pages: dict[str, list[dict] | str | None], figure: bool = 
         if rows is not None:
             text = rows if isinstance(rows, str) else json.dumps({"notebook": stem, "profile": "book", "rows": rows})
             (tmp_path / "results" / "book" / f"{stem}.json").write_text(text)
-        outputs = [{"output_type": "display_data", "metadata": {}, "data": {"image/png": "iVBORw0KGgo="}}]
-        cell = {"cell_type": "code", "metadata": {"tags": ["landing-figure"] if figure else []}, "source": "",
-                "outputs": outputs, "execution_count": 1}
+        outputs = [{"output_type": "display_data", "metadata": {}, "data": {"image/png": png_base64(1600, 400)}}]
+        metadata = {"tags": ["landing-figure"] if figure else []} | ({"landing_crop": crop} if crop else {})
+        cell = {"cell_type": "code", "metadata": metadata, "source": "", "outputs": outputs, "execution_count": 1}
         notebook = {"cells": [{"cell_type": "markdown", "metadata": {}, "source": f"# {stem}"}, cell],
                     "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
         (tmp_path / "notebooks" / "f" / f"{stem}.ipynb").write_text(json.dumps(notebook))
@@ -96,6 +104,23 @@ def test_site_warns_about_a_page_without_a_landing_figure(tmp_path, monkeypatch)
     warnings = build_warnings(project(tmp_path, {"ddpm": [row("fid", 61.0)]}, figure=False), monkeypatch,
                               "notebook-gallery")
     assert "notebooks/f/ddpm.ipynb has no stored PNG in a cell tagged 'landing-figure'" in warnings
+
+
+def test_gallery_cards_are_thumbnails_of_the_cropped_figure(tmp_path, monkeypatch):
+    root = project(tmp_path, {"ddpm": [row("fid", 61.0)]}, crop=[0.5, 0.0, 1.0, 1.0])
+    warnings = build_warnings(root, monkeypatch, "notebook-gallery")
+    assert "landing" not in warnings and "card" not in warnings, warnings
+    page = (tmp_path / "out" / "index.html").read_text()
+    card = page.split('class="itemchest-card"')[1].split('src="data:image/png;base64,')[1].split('"')[0]
+    image = Image.open(io.BytesIO(base64.b64decode(card)))
+    assert image.size == (CARD_SIZE[0], CARD_SIZE[0] * 400 // 800)     # the right half of 1600×400, shrunk
+    assert len(card) < 10_000
+    whole = Image.open(io.BytesIO(base64.b64decode(card_thumbnail(png_base64(1600, 400)))))
+    assert whole.size == (300, 75)
+    (tmp_path / "bad").mkdir()
+    bad = project(tmp_path / "bad", {"ddpm": [row("fid", 61.0)]}, crop=[0.5, 0.0, 0.2, 1.0])
+    assert "landing_crop [0.5, 0.0, 0.2, 1.0] is not (left, top, right, bottom)" in build_warnings(
+        bad, monkeypatch, "notebook-gallery")
 
 
 def test_site_warns_about_a_missing_likelihood_key_and_draws_the_sampler_figure(tmp_path, monkeypatch):

@@ -2,9 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from itemchest_utils import (CheckpointMismatchError, History, NonFiniteLossError, TensorBatches, code_fingerprint,
-                             load_trained,
-                             fit, pick_config, run_checkpoint, save_checkpoint)
+from itemchest_utils import (CheckpointMismatchError, History, NonFiniteLossError, TensorBatches, TrainingInterrupted,
+                             code_fingerprint, fit, load_trained, pick_config, run_checkpoint, save_checkpoint)
 
 
 def regression_problem(seed=0):
@@ -204,6 +203,34 @@ def test_skip_training_takes_no_step(monkeypatch, tmp_path, capsys):
     assert again.recorded("<lambda>") == ([0], [0])
     assert not (tmp_path / "run.pt").exists()
     assert "training skipped" in capsys.readouterr().out
+
+
+def test_stop_after_interrupts_at_a_checkpoint_and_the_rerun_resumes(monkeypatch, tmp_path):
+    straight_model, straight_opt, straight_step, batches = regression_problem()
+    straight = fit(straight_step, batches, steps=40, state={"model": straight_model, "optimizer": straight_opt})
+    monkeypatch.setenv("ITEMCHEST_STOP_AFTER", "13")
+    model, optimizer, train_step, batches = regression_problem()
+    with pytest.raises(TrainingInterrupted, match="stopped after step 13 of 40.*Run again without"):
+        fit(train_step, batches, steps=40, state={"model": model, "optimizer": optimizer},
+            checkpoint=tmp_path / "run.pt", checkpoint_every=10)
+    assert torch.load(tmp_path / "run.pt", weights_only=False)["step"] == 13
+    monkeypatch.delenv("ITEMCHEST_STOP_AFTER")
+    model, optimizer, train_step, batches = regression_problem(seed=7)
+    resumed = fit(train_step, batches, steps=40, state={"model": model, "optimizer": optimizer},
+                  checkpoint=tmp_path / "run.pt", checkpoint_every=10)
+    assert resumed.resumed_from == 13 and resumed.steps == list(range(40))
+    assert resumed["loss"] == pytest.approx(straight["loss"], rel=1e-5)
+    assert torch.allclose(flat(model), flat(straight_model), atol=1e-6)
+
+
+def test_stop_after_needs_a_checkpoint_and_a_step_count(monkeypatch):
+    model, optimizer, train_step, batches = regression_problem()
+    monkeypatch.setenv("ITEMCHEST_STOP_AFTER", "5")
+    with pytest.raises(ValueError, match="no checkpoint to resume from"):
+        fit(train_step, batches, steps=10, state={"model": model})
+    monkeypatch.setenv("ITEMCHEST_STOP_AFTER", "half")
+    with pytest.raises(ValueError, match="positive step count"):
+        fit(train_step, batches, steps=10, state={"model": model})
 
 
 def test_corrupt_checkpoint_is_a_clear_error(tmp_path):

@@ -68,6 +68,40 @@ def landing_figure(notebook: dict) -> str | None:
     return None
 
 
+def landing_crop(notebook: dict) -> tuple[float, float, float, float] | None:
+    """The part of the landing figure a gallery card shows, as fractions (left, top, right, bottom) of its size:
+    the tagged cell's ``landing_crop`` metadata (the samples, without titles and axes), else the whole figure."""
+    for cell in notebook["cells"]:
+        metadata = cell.get("metadata", {})
+        if LANDING_TAG in metadata.get("tags", []) and "landing_crop" in metadata:
+            left, top, right, bottom = (float(v) for v in metadata["landing_crop"])
+            if not (0 <= left < right <= 1 and 0 <= top < bottom <= 1):
+                raise ValueError(f"landing_crop {metadata['landing_crop']} is not (left, top, right, bottom) "
+                                 "fractions of the figure with left < right and top < bottom")
+            return left, top, right, bottom
+    return None
+
+
+CARD_SIZE = (300, 200)   # twice the card's drawn height: sharp, and a small fraction of the full figure's bytes
+
+
+def card_thumbnail(png_base64: str, crop: tuple[float, float, float, float] | None = None) -> str:
+    """A small PNG (base64) of the landing figure, cropped to ``crop``, that fits ``CARD_SIZE``."""
+    import io
+
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(base64.b64decode(png_base64))).convert("RGB")
+    if crop is not None:
+        width, height = image.size
+        image = image.crop((round(crop[0] * width), round(crop[1] * height),
+                            round(crop[2] * width), round(crop[3] * height)))
+    image.thumbnail(CARD_SIZE, Image.LANCZOS)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=True)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
 def headline_rows(rows: list[dict]) -> list[dict]:
     """The rows a page marks ``headline``, or its first row."""
     return [row for row in rows if row.get("headline")] or rows[:1]
@@ -359,6 +393,12 @@ class NotebookGallery(SphinxDirective):
             png = landing_figure(notebook)
             if png is None:
                 self.reporter.warning(f"{docname}.ipynb has no stored PNG in a cell tagged {LANDING_TAG!r}",
+                                      line=self.lineno)
+                continue
+            try:
+                png = card_thumbnail(png, landing_crop(notebook))
+            except (ValueError, OSError) as error:   # a bad crop, or stored bytes that are not a PNG
+                self.reporter.warning(f"{docname}.ipynb: its landing figure cannot be made a card: {error}",
                                       line=self.lineno)
                 continue
             href = posixpath.relpath(docname, here) + ".html"

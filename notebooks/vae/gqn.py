@@ -48,6 +48,7 @@ if "google.colab" in sys.modules:
 # %%
 import math
 import time
+from types import SimpleNamespace
 
 import matplotlib.pyplot as plt
 import torch
@@ -57,34 +58,41 @@ from torch import nn
 import itemchest_utils as icu
 
 config = icu.pick_config(
-    smoke=dict(resolution=32, train_scenes=200, test_scenes=100, steps=150, batch_size=16, max_context=5,
-               L=3, hidden=16, z_channels=4, r_channels=32, canvas_channels=8, kernel=3, eval_every=50,
-               localization_scenes=20, localization_samples=1, orbit_frames=8, regressor_steps=50,
-               gate_untrained_fraction=0.9, gate_baseline_factor=1.5, gate_localization_factor=None),
-    book=dict(resolution=32, train_scenes=2000, test_scenes=200, steps=4000, batch_size=32, max_context=5,
-              L=6, hidden=32, z_channels=8, r_channels=64, canvas_channels=16, kernel=3, eval_every=250,
-              localization_scenes=100, localization_samples=2, orbit_frames=36, regressor_steps=1500,
-              gate_untrained_fraction=0.6, gate_baseline_factor=1.0, gate_localization_factor=1.0),
-    # 64x64 images and sizes near the paper's (its L = 12, 5x5 ConvLSTMs, r of 16x16x256); meant for a GPU.
-    full=dict(resolution=64, train_scenes=5000, test_scenes=500, steps=100_000, batch_size=36, max_context=5,
-              L=12, hidden=128, z_channels=16, r_channels=256, canvas_channels=64, kernel=5, eval_every=2000,
-              localization_scenes=500, localization_samples=4, orbit_frames=72, regressor_steps=20_000,
-              gate_untrained_fraction=0.3, gate_baseline_factor=0.7, gate_localization_factor=0.5),
+    smoke=dict(resolution=32, train_scenes=200, test_scenes=100, steps=150, batch_size=16,
+               max_context=5, L=3, hidden=16, z_channels=4, r_channels=32, canvas_channels=8,
+               kernel=3, eval_every=50, localization_scenes=20, localization_samples=1,
+               orbit_frames=8, regressor_steps=50),
+    book=dict(resolution=32, train_scenes=2000, test_scenes=200, steps=4000, batch_size=32,
+              max_context=5, L=6, hidden=32, z_channels=8, r_channels=64, canvas_channels=16,
+              kernel=3, eval_every=250, localization_scenes=100, localization_samples=2,
+              orbit_frames=36, regressor_steps=1500),
+    # 64x64 images and sizes near the paper's (its L = 12, 5x5 ConvLSTMs, r of 16x16x256): a GPU's.
+    full=dict(resolution=64, train_scenes=5000, test_scenes=500, steps=100_000, batch_size=36,
+              max_context=5, L=12, hidden=128, z_channels=16, r_channels=256, canvas_channels=64,
+              kernel=5, eval_every=2000, localization_scenes=500, localization_samples=4,
+              orbit_frames=72, regressor_steps=20_000),
+    gates=dict(
+        smoke=dict(untrained_fraction=0.9, baseline_factor=1.7, ssim_margin=None,
+                   localization_factor=None),
+        book=dict(untrained_fraction=0.6, baseline_factor=0.95, ssim_margin=0.05,
+                  localization_factor=1.0),
+        full=dict(untrained_fraction=0.3, baseline_factor=0.7, ssim_margin=0.3,
+                  localization_factor=0.5)),
 )
-# The paper's training settings, the same in every profile; the two schedules are stretched to our run length.
-SIGMA_START, SIGMA_END = 2.0, 0.7            # pixel standard deviation, annealed linearly ...
-SIGMA_ANNEAL_FRACTION = 0.5                  # ... over this fraction of the run (paper: 2e5 of 2e6 steps; see below)
-LR_START, LR_END = 5e-4, 5e-5                # Adam learning rate, annealed linearly ...
-LR_ANNEAL_FRACTION = 0.8                     # ... over this fraction of the run (paper: 1.6e6 of 2e6 steps)
+# The paper's training settings, the same in every profile; both schedules stretched to our run.
+SIGMA_START, SIGMA_END = 2.0, 0.7    # pixel standard deviation, annealed linearly ...
+SIGMA_ANNEAL_FRACTION = 0.5          # ... over this fraction of the run (paper: 2e5 of 2e6 steps)
+LR_START, LR_END = 5e-4, 5e-5        # Adam learning rate, annealed linearly ...
+LR_ANNEAL_FRACTION = 0.8             # ... over this fraction of the run (paper: 1.6e6 of 2e6)
 ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8
-VIEWS_PER_SCENE = 10                         # as in the rooms_ring_camera data
-EVAL_CONTEXT = 3                             # context views for every held-out number on this page
+VIEWS_PER_SCENE = 10                 # as in the rooms_ring_camera data
+EVAL_CONTEXT = 3                     # context views for every held-out number on this page
 SEED = 0
 
 device = icu.pick_device()
 icu.seed_everything(SEED)
-print(config)
 print("device:", icu.describe_device(device))
+config
 
 # %% [markdown]
 # ## The idea in math
@@ -111,13 +119,15 @@ print("device:", icu.describe_device(device))
 # $$
 # \begin{aligned}
 # \pi_\theta(z_l \mid v^q, r, z_{<l}) &= \mathcal N\big(z_l;\ \eta^\pi_\theta(h^g_{l-1})\big)
-#   && \text{prior: a 5×5 conv of the state gives } (\mu, \log\sigma) \text{ of every latent pixel}\\
+#   && \text{prior}\\
 # (h^g_l, c^g_l) &= C^g_\theta\big(v^q, r, z_l, (h^g_{l-1}, c^g_{l-1})\big) && \text{generation ConvLSTM}\\
-# u_l &= u_{l-1} + \Delta_\theta(h^g_l) && \text{a transposed conv paints on the full-size canvas}
+# u_l &= u_{l-1} + \Delta_\theta(h^g_l) && \text{canvas update}
 # \end{aligned}
 # $$
 #
-# and the image model is $g_\theta(x^q \mid z, v^q, r) = \mathcal N\big(x^q;\ \mu = \eta^g_\theta(u_L),\
+# The prior $\eta^\pi_\theta$ is a $5\times5$ convolution of the state that gives $(\mu, \log\sigma)$ of every
+# latent pixel, and $\Delta_\theta$ a transposed convolution that paints onto the full-size canvas. The image
+# model is $g_\theta(x^q \mid z, v^q, r) = \mathcal N\big(x^q;\ \mu = \eta^g_\theta(u_L),\
 # \sigma_t^2 I\big)$: a $1 \times 1$ convolution of the final canvas gives the mean of every pixel (here
 # followed by a sigmoid, so that the mean stays in the pixel range $[0, 1]$), and the
 # standard deviation $\sigma_t$ is *not learned* — it is a schedule over training steps $t$.
@@ -126,8 +136,10 @@ print("device:", icu.describe_device(device))
 # generator's state and the canvas, and its state gives the posterior of each $z_l$:
 #
 # $$
-# (h^e_l, c^e_l) = C^e_\phi\big(x^q, v^q, r, h^g_{l-1}, u_{l-1}, (h^e_{l-1}, c^e_{l-1})\big), \qquad
-# q_\phi(z_l \mid x^q, v^q, r, z_{<l}) = \mathcal N\big(z_l;\ \eta^e_\phi(h^e_l)\big).
+# \begin{aligned}
+# (h^e_l, c^e_l) &= C^e_\phi\big(x^q, v^q, r, h^g_{l-1}, u_{l-1}, (h^e_{l-1}, c^e_{l-1})\big),\\
+# q_\phi(z_l \mid x^q, v^q, r, z_{<l}) &= \mathcal N\big(z_l;\ \eta^e_\phi(h^e_l)\big).
+# \end{aligned}
 # $$
 #
 # Note that the prior is **learned and conditional** — it depends on $r$, $v^q$ and the earlier latents through
@@ -136,9 +148,12 @@ print("device:", icu.describe_device(device))
 # **The objective** is the ELBO of the query image given the context, in nats:
 #
 # $$
+# \begin{aligned}
 # \log p(x^q \mid v^q, r) \;\ge\; \mathcal L \;=\;
-# \mathbb E_{q_\phi}\Big[\log \mathcal N\big(x^q;\ \mu(z, v^q, r),\ \sigma_t^2 I\big)\Big]
-# \;-\; \sum_{l=1}^{L} \mathbb E_{q_\phi}\Big[\mathrm{KL}\big(q_\phi(z_l \mid \cdot)\,\|\,\pi_\theta(z_l \mid \cdot)\big)\Big],
+# &\ \mathbb E_{q_\phi}\Big[\log \mathcal N\big(x^q;\ \mu(z, v^q, r),\ \sigma_t^2 I\big)\Big]\\
+# &- \sum_{l=1}^{L} \mathbb E_{q_\phi}\Big[\mathrm{KL}\big(q_\phi(z_l \mid \cdot)\,\|\,
+#   \pi_\theta(z_l \mid \cdot)\big)\Big],
+# \end{aligned}
 # $$
 #
 # estimated with one posterior sample per example and maximised over $\theta$ and $\phi$ together. Both
@@ -174,11 +189,14 @@ print("device:", icu.describe_device(device))
 
 # %%
 data_started = time.perf_counter()
-train_data = icu.rooms_dataset(config.train_scenes, VIEWS_PER_SCENE, config.resolution, seed=0, camera="ring")
-test_data = icu.rooms_dataset(config.test_scenes, VIEWS_PER_SCENE, config.resolution, seed=1, camera="ring")
-print(f"training: {tuple(train_data.images.shape)} uint8 images, viewpoints {tuple(train_data.viewpoints.shape)}")
-print(f"held-out: {tuple(test_data.images.shape)} (another seed); rendered or loaded from the cache in "
-      f"{time.perf_counter() - data_started:.0f} s")
+train_data = icu.rooms_dataset(config.train_scenes, VIEWS_PER_SCENE, config.resolution, seed=0,
+                               camera="ring")
+test_data = icu.rooms_dataset(config.test_scenes, VIEWS_PER_SCENE, config.resolution, seed=1,
+                              camera="ring")
+print(f"training: {tuple(train_data.images.shape)} uint8 images, "
+      f"viewpoints {tuple(train_data.viewpoints.shape)}")
+print(f"held-out: {tuple(test_data.images.shape)} (another seed); rendered or loaded from the "
+      f"cache in {time.perf_counter() - data_started:.0f} s")
 icu.show_images(test_data.images[:4].flatten(0, 1).float() / 255, nrow=VIEWS_PER_SCENE,
                 title="four held-out rooms, each from its 10 ring cameras")
 plt.show()
@@ -191,7 +209,7 @@ plt.show()
 
 # %%
 class SceneBatches:
-    """Random (context, query) batches from a RoomsDataset; the same step always gives the same batch."""
+    """Random (context, query) batches from a RoomsDataset; a step always gives the same batch."""
 
     def __init__(self, data, batch_size: int, max_context: int, seed: int):
         self.images, self.viewpoints = data.images.to(device), data.viewpoints.to(device)
@@ -201,7 +219,8 @@ class SceneBatches:
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
         k = int(torch.randint(1, self.max_context + 1, (1,), generator=generator))
         scenes = torch.randint(len(self.images), (self.batch_size,), generator=generator)
-        views = torch.rand(self.batch_size, self.images.shape[1], generator=generator).argsort(1)[:, :k + 1]
+        order = torch.rand(self.batch_size, self.images.shape[1], generator=generator).argsort(1)
+        views = order[:, :k + 1]
         scenes, views = scenes[:, None].to(device), views.to(device)
         images = self.images[scenes, views].float() / 255
         viewpoints = self.viewpoints[scenes, views]
@@ -211,8 +230,10 @@ class SceneBatches:
 train_batches = SceneBatches(train_data, config.batch_size, config.max_context, seed=SEED)
 # The fixed held-out task: views 0..2 of every test scene are the context, view 3 the query.
 test_images = test_data.images.float() / 255
-test_context = (test_images[:, :EVAL_CONTEXT].to(device), test_data.viewpoints[:, :EVAL_CONTEXT].to(device))
-test_query = (test_images[:, EVAL_CONTEXT].to(device), test_data.viewpoints[:, EVAL_CONTEXT].to(device))
+test_context = (test_images[:, :EVAL_CONTEXT].to(device),
+                test_data.viewpoints[:, :EVAL_CONTEXT].to(device))
+test_query = (test_images[:, EVAL_CONTEXT].to(device),
+              test_data.viewpoints[:, EVAL_CONTEXT].to(device))
 
 
 # %% [markdown]
@@ -220,10 +241,11 @@ test_query = (test_images[:, EVAL_CONTEXT].to(device), test_data.viewpoints[:, E
 #
 # ### Representation: the "tower" network
 # The paper compares three encoders $f_\theta$ and prefers the *tower*: convolutions with stride 2 and two
-# residual branches, with the viewpoint **broadcast** — copied to every pixel as 7 extra channels — and
+# residual blocks, with the viewpoint **broadcast** — copied to every pixel as 7 extra channels — and
 # concatenated at a quarter of the input resolution. On a $64\times64$ image it gives a
 # $16\times16\times256$ $r$; on our $32\times32$ images the same layers give an $8\times8$ map. We keep the
-# layers and scale the channels: `r_channels` (256 in the paper) and half of it in the residual branches (128).
+# layers and their widths relative to `r_channels` (256 in the paper): every main path and every block's output
+# has `r_channels` channels, and the inner layer of each residual branch has half of it (128 in the paper).
 
 # %%
 def broadcast(v, size: int):
@@ -238,11 +260,11 @@ class Tower(nn.Module):
         self.conv1 = nn.Conv2d(3, r_channels, 2, stride=2)                        # H -> H/2
         self.conv2 = nn.Conv2d(r_channels, r_channels, 2, stride=2)               # H/2 -> H/4
         self.skip2 = nn.Sequential(nn.Conv2d(r_channels, half, 3, padding=1), nn.ReLU(),
-                                   nn.Conv2d(half, r_channels, 2, stride=2))      # residual branch, H/2 -> H/4
-        self.conv3 = nn.Conv2d(r_channels + 7, half, 3, padding=1)
+                                   nn.Conv2d(half, r_channels, 2, stride=2))  # residual, H/2 -> H/4
+        self.conv3 = nn.Conv2d(r_channels + 7, r_channels, 3, padding=1)
         self.skip3 = nn.Sequential(nn.Conv2d(r_channels + 7, half, 3, padding=1), nn.ReLU(),
-                                   nn.Conv2d(half, half, 3, padding=1))
-        self.conv4 = nn.Conv2d(half, r_channels, 1)
+                                   nn.Conv2d(half, r_channels, 3, padding=1))     # residual branch
+        self.conv4 = nn.Conv2d(r_channels, r_channels, 1)
 
     def forward(self, x, v):
         """Images (B, 3, H, W) and viewpoints (B, 7) -> r^k (B, r_channels, H/4, W/4)."""
@@ -288,20 +310,21 @@ class ConvLSTMCell(nn.Module):
 # **One core for all steps.** Each core is one ConvLSTM applied $L$ times, its weights shared across the
 # steps, as DRAW's LSTMs are. A separate core per step (the default of a popular PyTorch reimplementation)
 # multiplies the cores' parameters by $L$ and, as its users report, the training time needed to converge;
-# on a CPU budget that is out of the question (sanity check 6 prints the counts).
+# on a CPU budget that is out of the question (sanity check 7 prints the counts).
 
 # %%
 class Generator(nn.Module):
-    def __init__(self, r_channels: int, hidden: int, z_channels: int, L: int, canvas_channels: int, kernel: int,
-                 scale: int = 4):
+    def __init__(self, r_channels: int, hidden: int, z_channels: int, L: int, canvas_channels: int,
+                 kernel: int, scale: int = 4):
         super().__init__()
         self.L, self.hidden, self.scale = L, hidden, scale
         self.generation_core = ConvLSTMCell(7 + r_channels + z_channels, hidden, kernel)
-        self.inference_core = ConvLSTMCell(2 * canvas_channels + 7 + r_channels + hidden, hidden, kernel)
-        self.prior = nn.Conv2d(hidden, 2 * z_channels, 5, padding=2)          # eta^pi: (mu, log sigma)
-        self.posterior = nn.Conv2d(hidden, 2 * z_channels, 5, padding=2)      # eta^e
+        inference_inputs = 2 * canvas_channels + 7 + r_channels + hidden
+        self.inference_core = ConvLSTMCell(inference_inputs, hidden, kernel)
+        self.prior = nn.Conv2d(hidden, 2 * z_channels, 5, padding=2)       # eta^pi: (mu, log sigma)
+        self.posterior = nn.Conv2d(hidden, 2 * z_channels, 5, padding=2)   # eta^e
         self.write = nn.ConvTranspose2d(hidden, canvas_channels, scale, stride=scale)   # Delta
-        self.read_image = nn.Conv2d(3, canvas_channels, scale, stride=scale)  # x^q at the cores' resolution
+        self.read_image = nn.Conv2d(3, canvas_channels, scale, stride=scale)   # x^q, cores' size
         self.read_canvas = nn.Conv2d(canvas_channels, canvas_channels, scale, stride=scale)
         self.observe = nn.Conv2d(canvas_channels, 3, 1)                        # eta^g
         self.canvas_channels = canvas_channels
@@ -309,19 +332,20 @@ class Generator(nn.Module):
     def initial_state(self, r):
         batch, _, size, _ = r.shape
         zeros = torch.zeros(batch, self.hidden, size, size, device=r.device)
-        canvas = torch.zeros(batch, self.canvas_channels, size * self.scale, size * self.scale, device=r.device)
+        full = size * self.scale
+        canvas = torch.zeros(batch, self.canvas_channels, full, full, device=r.device)
         return (zeros, zeros), (zeros, zeros), canvas
 
     def forward(self, x_q, v_q, r):
-        """Training pass: the mean image (B, 3, H, W) and the KL of every step (B, L), with z ~ posterior."""
+        """Training pass: mean image (B, 3, H, W) and KL of every step (B, L); z ~ posterior."""
         generation, inference, canvas = self.initial_state(r)
         v = broadcast(v_q, r.shape[-1])
         x_read = self.read_image(x_q)
         kl = []
         for _ in range(self.L):
             prior_mu, prior_log_sigma = self.prior(generation[0]).chunk(2, dim=1)
-            inference = self.inference_core(torch.cat([x_read, self.read_canvas(canvas), v, r, generation[0]], 1),
-                                             inference)
+            inputs = torch.cat([x_read, self.read_canvas(canvas), v, r, generation[0]], dim=1)
+            inference = self.inference_core(inputs, inference)
             mu, log_sigma = self.posterior(inference[0]).chunk(2, dim=1)
             z = mu + log_sigma.exp() * torch.randn_like(mu)        # a fresh epsilon at every step
             generation = self.generation_core(torch.cat([v, r, z], dim=1), generation)
@@ -330,13 +354,13 @@ class Generator(nn.Module):
         return torch.sigmoid(self.observe(canvas)), torch.stack(kl, dim=1)
 
     def render(self, v_q, r, use_mean: bool = False, generator=None):
-        """Rendering from the prior: the mean image (B, 3, H, W); use_mean=True takes z_l = mu_pi at every step."""
+        """Rendering from the prior: mean image (B, 3, H, W); use_mean=True takes z_l = mu_pi."""
         generation, _, canvas = self.initial_state(r)
         v = broadcast(v_q, r.shape[-1])
         for _ in range(self.L):
             prior_mu, prior_log_sigma = self.prior(generation[0]).chunk(2, dim=1)
-            noise = torch.randn(prior_mu.shape, generator=generator).to(r.device) if generator is not None \
-                else torch.randn_like(prior_mu)
+            noise = (torch.randn(prior_mu.shape, generator=generator).to(r.device)
+                     if generator is not None else torch.randn_like(prior_mu))
             z = prior_mu if use_mean else prior_mu + prior_log_sigma.exp() * noise
             generation = self.generation_core(torch.cat([v, r, z], dim=1), generation)
             canvas = canvas + self.write(generation[0])
@@ -350,24 +374,26 @@ def gaussian_kl(mu_q, log_sigma_q, mu_p, log_sigma_p):
 
 
 class GQN(nn.Module):
-    def __init__(self, r_channels: int, hidden: int, z_channels: int, L: int, canvas_channels: int, kernel: int):
+    def __init__(self, r_channels: int, hidden: int, z_channels: int, L: int, canvas_channels: int,
+                 kernel: int):
         super().__init__()
         self.tower = Tower(r_channels)
         self.generator = Generator(r_channels, hidden, z_channels, L, canvas_channels, kernel)
 
     def represent(self, x_context, v_context):
-        """K context views (B, K, 3, H, W) with viewpoints (B, K, 7) -> r = sum_k f(x^k, v^k), (B, C, H/4, W/4)."""
+        """Views (B, K, 3, H, W), viewpoints (B, K, 7) -> r = sum_k f(x^k, v^k), (B, C, H/4, W/4)."""
         batch, k = x_context.shape[:2]
         r_k = self.tower(x_context.flatten(0, 1), v_context.flatten(0, 1))
         return r_k.view(batch, k, *r_k.shape[1:]).sum(dim=1)
 
     def predict(self, x_context, v_context, v_query, use_mean: bool = True, generator=None):
-        return self.generator.render(v_query, self.represent(x_context, v_context), use_mean, generator)
+        r = self.represent(x_context, v_context)
+        return self.generator.render(v_query, r, use_mean, generator)
 
 
 def make_model():
-    return GQN(config.r_channels, config.hidden, config.z_channels, config.L, config.canvas_channels,
-               config.kernel).to(device)
+    return GQN(config.r_channels, config.hidden, config.z_channels, config.L,
+               config.canvas_channels, config.kernel).to(device)
 
 
 # %% [markdown]
@@ -375,14 +401,14 @@ def make_model():
 #
 # `elbo` returns, per example, the Gaussian log-likelihood of the query image at the current $\sigma_t$,
 # the KL summed over steps, and their difference; training minimises the negative ELBO averaged over the batch.
-# The two schedules are small objects with a `state_dict`, stored in every checkpoint, so a resumed run
-# continues them where it stopped: `SigmaSchedule` counts its own steps, and the learning rate is a `LambdaLR`
-# on the optimizer (whose state holds its step count).
+# Both schedules are functions of the step count, which a `LambdaLR` on the optimizer keeps (and every
+# checkpoint stores), so a resumed run continues them where it stopped.
 
 # %%
 def gaussian_log_likelihood(x, mean, sigma: float):
     """log N(x; mean, sigma^2 I) summed over pixels: (B, 3, H, W) -> (B,) nats."""
-    return (-0.5 * ((x - mean) / sigma) ** 2 - math.log(sigma) - 0.5 * math.log(2 * math.pi)).flatten(1).sum(1)
+    log_density = -0.5 * ((x - mean) / sigma) ** 2 - math.log(sigma) - 0.5 * math.log(2 * math.pi)
+    return log_density.flatten(1).sum(1)
 
 
 def elbo(model, x_context, v_context, x_query, v_query, sigma: float):
@@ -394,33 +420,18 @@ def elbo(model, x_context, v_context, x_query, v_query, sigma: float):
 
 
 def linear_anneal(step: int, start: float, end: float, steps: int) -> float:
-    """start -> end linearly over `steps` steps, then constant (the paper's form for sigma and the lr)."""
+    """start -> end linearly over `steps` steps, then constant (the paper's form for sigma, lr)."""
     return end + (start - end) * max(0.0, 1.0 - step / max(steps, 1))
 
 
-class SigmaSchedule:
-    """The pixel standard deviation sigma_t: SIGMA_START -> SIGMA_END over the first part of the run."""
-
-    def __init__(self, anneal_steps: int):
-        self.anneal_steps, self.step = anneal_steps, 0
-
-    @property
-    def sigma(self) -> float:
-        return linear_anneal(self.step, SIGMA_START, SIGMA_END, self.anneal_steps)
-
-    def advance(self):
-        self.step += 1
-
-    def state_dict(self):
-        return {"step": self.step, "anneal_steps": self.anneal_steps}
-
-    def load_state_dict(self, state):
-        self.step, self.anneal_steps = int(state["step"]), int(state["anneal_steps"])
+def pixel_sigma(step: int) -> float:
+    """sigma_t: SIGMA_START -> SIGMA_END over the first SIGMA_ANNEAL_FRACTION of the run."""
+    return linear_anneal(step, SIGMA_START, SIGMA_END, int(SIGMA_ANNEAL_FRACTION * config.steps))
 
 
-def learning_rate_factor(anneal_steps: int):
-    """Multiplier of LR_START for torch's LambdaLR: LR_START -> LR_END over anneal_steps, then constant."""
-    return lambda step: linear_anneal(step, LR_START, LR_END, anneal_steps) / LR_START
+def learning_rate_factor(step: int) -> float:
+    """Multiplier of LR_START for torch's LambdaLR: LR_START -> LR_END, then constant."""
+    return linear_anneal(step, LR_START, LR_END, int(LR_ANNEAL_FRACTION * config.steps)) / LR_START
 
 
 # %% [markdown]
@@ -434,7 +445,8 @@ def learning_rate_factor(anneal_steps: int):
 # %%
 # NBVAL_CHECK_OUTPUT
 torch.manual_seed(0)
-check_model = GQN(r_channels=32, hidden=16, z_channels=4, L=3, canvas_channels=8, kernel=5).to(device)
+check_model = GQN(r_channels=32, hidden=16, z_channels=4, L=3, canvas_channels=8, kernel=5)
+check_model = check_model.to(device)
 for size in (64, 32):
     x_c, v_c = torch.rand(2, 3, 3, size, size, device=device), torch.randn(2, 3, 7, device=device)
     x_q, v_q = torch.rand(2, 3, size, size, device=device), torch.randn(2, 7, device=device)
@@ -443,19 +455,49 @@ for size in (64, 32):
         r = check_model.represent(x_c, v_c)
         mean, kl = check_model.generator(x_q, v_q, r)
         rendered = check_model.generator.render(v_q, r)
-    print(f"{size}x{size}: one view -> r^k {tuple(r_k.shape)}; 3 views summed -> r {tuple(r.shape)}; "
-          f"mean image {tuple(mean.shape)}; KL per step {tuple(kl.shape)}; rendering {tuple(rendered.shape)}")
-with torch.no_grad():
-    summed = sum(check_model.tower(x_c[:, k], v_c[:, k]) for k in range(3))
-    permuted = check_model.represent(x_c[:, [2, 0, 1]], v_c[:, [2, 0, 1]])
-print("r is the sum of the per-view encodings:", "pass" if torch.allclose(r, summed, atol=1e-5) else "FAIL")
-print("r does not depend on the order of the views:", "pass" if torch.allclose(r, permuted, atol=1e-5) else "FAIL")
+    print(f"{size}x{size}: one view -> r^k {tuple(r_k.shape)}; 3 views summed -> r "
+          f"{tuple(r.shape)};\n"
+          f"  mean image {tuple(mean.shape)}; KL per step {tuple(kl.shape)}; "
+          f"rendering {tuple(rendered.shape)}")
 
 # %% [markdown]
-# **2. The viewpoint encoding round-trips**: pose → 7-d vector → pose gives back the position and angles
+# **2. $r$ is each scene's sum of per-view encodings.** `represent` encodes all views of a batch in one call
+# and reshapes; it is compared with a reference that encodes one image at a time in plain loops and adds each
+# scene's encodings. To show that the comparison can fail, it is also given a version with a plausible
+# reshaping bug that adds views of different scenes. Moving one context camera must change $r$.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+def represent_one_by_one(gqn, x_context, v_context):
+    """Reference: each scene's views encoded one image at a time, in plain loops, and added."""
+    return torch.stack([sum(gqn.tower(x_context[b, k][None], v_context[b, k][None])[0]
+                            for k in range(x_context.shape[1])) for b in range(len(x_context))])
+
+
+def represent_mixed_up(gqn, x_context, v_context):
+    """A plausible bug, to show that the check can fail: views reshaped as (K, B), not (B, K)."""
+    r_k = gqn.tower(x_context.flatten(0, 1), v_context.flatten(0, 1))
+    return r_k.view(x_context.shape[1], len(x_context), *r_k.shape[1:]).sum(dim=0)
+
+
+with torch.no_grad():
+    reference = represent_one_by_one(check_model, x_c, v_c)
+    moved = v_c.clone()
+    moved[:, 0, :2] += 0.5                       # one context camera moved by half a unit
+    r_moved = check_model.represent(x_c, moved)
+    r_mixed = represent_mixed_up(check_model, x_c, v_c)
+print("r of a batch = each scene's views encoded one at a time and added:",
+      "pass" if torch.allclose(r, reference, atol=1e-5) else "FAIL")
+print("the same comparison rejects views of two scenes mixed up:",
+      "pass" if not torch.allclose(r_mixed, reference, atol=1e-5) else "FAIL")
+print("moving one context camera changes r (the viewpoint enters the tower):",
+      "pass" if (r_moved - r).abs().max() > 1e-4 else "FAIL")
+
+# %% [markdown]
+# **3. The viewpoint encoding round-trips**: pose → 7-d vector → pose gives back the position and angles
 # (yaw wrapped to $(-\pi, \pi]$), and a ring camera faces the room's centre.
 #
-# **3. The renderer is deterministic**: rendering the first held-out scenes again from their stored
+# **4. The renderer is deterministic**: rendering the first held-out scenes again from their stored
 # viewpoints gives exactly the stored `uint8` pixels — which is what lets the localisation experiment below
 # render a scene from new poses and trust the result.
 
@@ -469,30 +511,36 @@ vectors = icu.viewpoint_vector(positions, yaws, pitches)
 back_position, back_yaw, back_pitch = icu.viewpoint_pose(vectors)
 round_trip = (torch.allclose(back_position, positions) and torch.allclose(back_yaw, yaws, atol=1e-5)
               and torch.allclose(back_pitch, pitches, atol=1e-5))
-print("viewpoint vectors", tuple(vectors.shape), "round-trip to the same pose:", "pass" if round_trip else "FAIL")
+print("viewpoint vectors", tuple(vectors.shape), "round-trip to the same pose:",
+      "pass" if round_trip else "FAIL")
 ring = icu.ring_viewpoints(torch.linspace(0, 2 * math.pi, 9)[:-1])
-facing = torch.allclose(ring[:, 3:5], -ring[:, :2] / ring[:, :2].norm(dim=1, keepdim=True), atol=1e-5)
+towards_centre = -ring[:, :2] / ring[:, :2].norm(dim=1, keepdim=True)
+facing = torch.allclose(ring[:, 3:5], towards_centre, atol=1e-5)
 print("ring cameras look towards the room's centre:", "pass" if facing else "FAIL")
-again = icu.render_views(test_data.scenes[:4], test_data.viewpoints[:4], config.resolution, supersample=2)
+again = icu.render_views(test_data.scenes[:4], test_data.viewpoints[:4], config.resolution,
+                         supersample=2)
 identical = torch.equal((again * 255).round().to(torch.uint8), test_data.images[:4])
-print("re-rendering 4 scenes x 10 views gives the stored pixels exactly:", "pass" if identical else "FAIL")
+print("re-rendering 4 scenes x 10 views gives the stored pixels exactly:",
+      "pass" if identical else "FAIL")
 
 # %% [markdown]
-# **4. The KL of identical prior and posterior is 0**, for any $\mu$ and $\sigma$; and it matches a
+# **5. The KL of identical prior and posterior is 0**, for any $\mu$ and $\sigma$; and it matches a
 # Monte-Carlo estimate $\mathbb E_q[\log q(z) - \log \pi(z)]$ for different ones.
 #
-# **5. The rendering depends on the query viewpoint**: with the same context and the same latent noise,
+# **6. The rendering depends on the query viewpoint**: with the same context and the same latent noise,
 # two different $v^q$ give different images (an untrained model, so the check is about the wiring).
 #
-# **6. Shared versus per-step cores**: parameter counts of the cores for a model of the paper's size
+# **7. Shared versus per-step cores**: parameter counts of the cores for a model of the paper's size
 # ($L = 12$, hidden 128, $5\times5$ kernels, $r$ of 256 channels, $z$ of 64 channels).
 
 # %%
 # NBVAL_CHECK_OUTPUT
 generator = torch.Generator().manual_seed(1)
-mu_a, log_sigma_a = torch.randn(5, 4, 8, 8, generator=generator), torch.randn(5, 4, 8, 8, generator=generator) * 0.3
-print("KL(q || q) = 0:", "pass" if gaussian_kl(mu_a, log_sigma_a, mu_a, log_sigma_a).abs().max() < 1e-6 else "FAIL")
-mu_a, log_sigma_a = mu_a[:1], log_sigma_a[:1]                 # one example of 4 x 8 x 8 latent numbers
+mu_a = torch.randn(5, 4, 8, 8, generator=generator)
+log_sigma_a = torch.randn(5, 4, 8, 8, generator=generator) * 0.3
+zero = gaussian_kl(mu_a, log_sigma_a, mu_a, log_sigma_a).abs().max() < 1e-6
+print("KL(q || q) = 0:", "pass" if zero else "FAIL")
+mu_a, log_sigma_a = mu_a[:1], log_sigma_a[:1]          # one example of 4 x 8 x 8 latent numbers
 mu_b, log_sigma_b = mu_a + 0.5, log_sigma_a - 0.2
 samples = mu_a + log_sigma_a.exp() * torch.randn(20_000, *mu_a.shape[1:], generator=generator)
 log_q = -0.5 * ((samples - mu_a) / log_sigma_a.exp()) ** 2 - log_sigma_a
@@ -517,21 +565,35 @@ def count(module):
     return sum(p.numel() for p in module.parameters())
 
 
-paper_size = Generator(r_channels=256, hidden=128, z_channels=64, L=12, canvas_channels=128, kernel=5)
+paper_size = Generator(r_channels=256, hidden=128, z_channels=64, L=12, canvas_channels=128,
+                       kernel=5)
 cores = count(paper_size.generation_core) + count(paper_size.inference_core)
 print(f"paper-sized cores: shared {cores:,} parameters; one pair per step {12 * cores:,} (x{12})")
 
 # %% [markdown]
 # ## Baselines
 #
-# Two predictions of the query image that use the context views but no learning, both from the same $K = 3$
-# context views as the model:
+# A rendering of the query view means something only beside predictions that need no model. Each of these
+# uses the same $K = 3$ context views as the model, or the training rooms, and at most one fitted number:
 #
-# - **context mean**: the per-pixel average of the context images;
 # - **nearest view**: the context image whose camera is closest to the query camera (on the ring: the smallest
-#   angle between the two viewing directions).
+#   angle between the two viewing directions) — the right room, sharp, from a somewhat wrong angle;
+# - **nearest view, blurred**: the same image under a Gaussian blur, its width chosen on the *training* rooms
+#   to minimise the query MSE there. A blurred prediction wins squared error by hedging: where it cannot know
+#   where an edge falls, a smear costs less than a sharp edge in the wrong place. This baseline gets that
+#   advantage without a model, so a renderer must beat it to show that it knows more than where to blur;
+# - **per-angle mean**: the mean of the training images taken from the query's angle (36 bins of $10°$): what
+#   a model would draw that ignored the context and learned only what rooms look like from there;
+# - **context mean**: the per-pixel average of the context images.
 #
 # And, to see what training changes, an **untrained** GQN of the same size.
+#
+# Two measures. The **mean squared error** is what the ELBO's reconstruction term rewards. **SSIM**, the
+# structural similarity of Wang et al. (2004), compares local means, contrasts and correlations in
+# $11\times11$ windows: 1 for a perfect rendering, low for a flat or blurred image even where its squared error
+# is small, because a blur removes the local contrast that SSIM's structure term asks for. It rewards getting
+# the edges of the room and of its objects in the right places. `icu.metrics.ssim` implements it (unit-tested
+# against a window-by-window reference).
 
 # %%
 def ring_angle(viewpoints):
@@ -544,132 +606,189 @@ def angle_difference(a, b):
     return (torch.remainder(a - b + math.pi, 2 * math.pi) - math.pi).abs()
 
 
-def baseline_predictions(x_context, v_context, v_query):
-    nearest = angle_difference(ring_angle(v_context), ring_angle(v_query)[:, None]).argmin(1)
-    rows = torch.arange(len(x_context), device=x_context.device)
-    return {"context mean": x_context.mean(1), "nearest view": x_context[rows, nearest]}
-
-
 def mse(a, b):
     return ((a - b) ** 2).mean().item()
 
 
-baselines = {name: mse(image, test_query[0])
+def ssim(a, b):
+    return icu.metrics.ssim(a, b).mean().item()
+
+
+def gaussian_blur(images, sigma: float):
+    """Each channel blurred by a Gaussian of standard deviation `sigma` pixels (edges repeated)."""
+    if sigma == 0:
+        return images
+    radius = math.ceil(3 * sigma)
+    offsets = torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device)
+    kernel = torch.exp(-offsets ** 2 / (2 * sigma ** 2))
+    kernel, channels = kernel / kernel.sum(), images.shape[1]
+    blurred = F.pad(images, (radius,) * 4, mode="replicate")
+    rows = kernel.view(1, 1, 1, -1).expand(channels, 1, 1, -1)
+    blurred = F.conv2d(blurred, rows, groups=channels)
+    return F.conv2d(blurred, rows.transpose(2, 3), groups=channels)
+
+
+def nearest_view(x_context, v_context, v_query):
+    nearest = angle_difference(ring_angle(v_context), ring_angle(v_query)[:, None]).argmin(1)
+    return x_context[torch.arange(len(x_context), device=x_context.device), nearest]
+
+
+ANGLE_BINS = 36
+
+
+def angle_bin(viewpoints):
+    turns = torch.remainder(ring_angle(viewpoints), 2 * math.pi) / (2 * math.pi)
+    return (turns * ANGLE_BINS).long().clamp(max=ANGLE_BINS - 1)
+
+
+# %% [markdown]
+# Fitting the two baselines that use the training rooms: the blur is chosen from a grid by the query MSE of
+# the blurred nearest view on the same task built from the training rooms (views 0–2 as context, view 3 as
+# query); the per-angle means average every training view.
+
+# %%
+train_images = train_data.images.float() / 255
+train_nearest = nearest_view(train_images[:, :EVAL_CONTEXT],
+                             train_data.viewpoints[:, :EVAL_CONTEXT],
+                             train_data.viewpoints[:, EVAL_CONTEXT])
+BLURS = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0)
+blur_mse = {s: mse(gaussian_blur(train_nearest, s), train_images[:, EVAL_CONTEXT]) for s in BLURS}
+best_blur = min(blur_mse, key=blur_mse.get)
+bins = angle_bin(train_data.viewpoints.flatten(0, 1))
+counts = torch.bincount(bins, minlength=ANGLE_BINS)
+sums = torch.zeros(ANGLE_BINS, *train_images.shape[2:])
+sums.index_add_(0, bins, train_images.flatten(0, 1))
+angle_means = (sums / counts.clamp(min=1)[:, None, None, None]).to(device)
+del train_images
+icu.show_table(["blur σ (pixels)", "nearest view's query MSE, training rooms"],
+               [[s, round(value, 5)] for s, value in blur_mse.items()])
+print(f"chosen blur: σ = {best_blur} pixels; fewest training views in an angle bin: "
+      f"{counts.min().item()}")
+
+# %%
+def baseline_predictions(x_context, v_context, v_query):
+    nearest = nearest_view(x_context, v_context, v_query)
+    return {"nearest view": nearest, "nearest view, blurred": gaussian_blur(nearest, best_blur),
+            "per-angle mean": angle_means[angle_bin(v_query)], "context mean": x_context.mean(1)}
+
+
+baselines = {name: dict(mse=mse(image, test_query[0]), ssim=ssim(image, test_query[0]))
              for name, image in baseline_predictions(*test_context, test_query[1]).items()}
-for name, value in baselines.items():
-    print(f"{name:>13}: held-out query MSE {value:.4f}")
+icu.show_table(["baseline (held-out rooms, K = 3)", "query MSE", "query SSIM"],
+               [[name, round(v["mse"], 4), round(v["ssim"], 3)] for name, v in baselines.items()])
 
 
 # %% [markdown]
 # ## Training
 #
 # Adam with the paper's $\beta = (0.9, 0.999)$, $\epsilon = 10^{-8}$ and its two schedules; one posterior
-# sample per example; the loss is the negative ELBO in nats per image. `HeldOutCurve` renders the fixed
-# held-out queries every `eval_every` steps (with $z_l = \mu_\pi$, the prior means) and records their MSE,
-# so the curve below can be read against the baselines; it is part of the checkpoint.
+# sample per example; the objective is the negative ELBO in nats per image. `train_step` returns what the
+# paper talks about: the ELBO, its KL term, the squared error of the rendering with $z$ from the posterior,
+# $\sigma_t$, the learning rate and $K$. Every `eval_every` steps `icu.fit` calls `held_out_scores`, which
+# renders the fixed held-out queries with $z_l = \mu_\pi$ (the prior means, from the context alone) and
+# returns their MSE and SSIM; `fit` keeps these recordings in the checkpoint with the model.
 
 # %%
-class HeldOutCurve:
-    """Held-out query MSE of the prior-mean rendering every `every` steps; checkpointed with the model."""
+def make_training():
+    model = make_model()
+    optimizer = torch.optim.Adam(model.parameters(), lr=LR_START, betas=ADAM_BETAS, eps=ADAM_EPS)
+    lr_schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, learning_rate_factor)
 
-    def __init__(self, model, every: int):
-        self.model, self.every = model, every
-        self.step, self.steps, self.values = 0, [], []
+    def train_step(batch):
+        x_context, v_context, x_query, v_query = batch
+        sigma = pixel_sigma(lr_schedule.last_epoch)     # the number of steps taken so far
+        bound, _, kl, mean = elbo(model, x_context, v_context, x_query, v_query, sigma)
+        optimizer.zero_grad(set_to_none=True)
+        (-bound.mean()).backward()
+        optimizer.step()
+        lr_schedule.step()
+        squared_error = ((mean.detach() - x_query) ** 2).mean()
+        return {"elbo": bound.mean(), "kl": kl.mean(), "mse": squared_error, "sigma": sigma,
+                "lr": optimizer.param_groups[0]["lr"], "K": x_context.shape[1]}
 
-    def measure(self) -> float:
-        self.model.eval()
-        with torch.no_grad():
-            predicted = torch.cat([self.model.predict(test_context[0][i:i + 100], test_context[1][i:i + 100],
-                                                      test_query[1][i:i + 100])
-                                   for i in range(0, len(test_query[0]), 100)])
-        self.model.train()
-        return mse(predicted, test_query[0])
+    state = {"model": model, "optimizer": optimizer, "lr_schedule": lr_schedule}
+    return SimpleNamespace(model=model, optimizer=optimizer, train_step=train_step, state=state)
 
-    def after_step(self):
-        if self.step % self.every == 0:
-            self.steps.append(self.step)
-            self.values.append(self.measure())
-        self.step += 1
 
-    def state_dict(self):
-        return {"step": self.step, "steps": list(self.steps), "values": list(self.values)}
+TRAINING_CODE = [broadcast, Tower, ConvLSTMCell, Generator, gaussian_kl, GQN, make_model,
+                 gaussian_log_likelihood, elbo, linear_anneal, pixel_sigma, learning_rate_factor,
+                 SceneBatches, make_training]
 
-    def load_state_dict(self, state):
-        self.step, self.steps, self.values = int(state["step"]), list(state["steps"]), list(state["values"])
+
+# %%
+@torch.no_grad()
+def held_out_scores(step):
+    """MSE and SSIM of the prior-mean renderings of the held-out queries."""
+    main.model.eval()
+    batches = [slice(i, i + 100) for i in range(0, len(test_query[0]), 100)]
+    predicted = torch.cat([main.model.predict(test_context[0][b], test_context[1][b],
+                                              test_query[1][b]) for b in batches])
+    main.model.train()
+    return {"mse": mse(predicted, test_query[0]), "ssim": ssim(predicted, test_query[0])}
 
 
 icu.seed_everything(SEED)
-model = make_model()
-optimizer = torch.optim.Adam(model.parameters(), lr=LR_START, betas=ADAM_BETAS, eps=ADAM_EPS)
-lr_schedule = torch.optim.lr_scheduler.LambdaLR(optimizer,
-                                                learning_rate_factor(int(LR_ANNEAL_FRACTION * config.steps)))
-sigma_schedule = SigmaSchedule(int(SIGMA_ANNEAL_FRACTION * config.steps))
-held_out = HeldOutCurve(model, config.eval_every)
-
-
-def train_step(batch):
-    x_context, v_context, x_query, v_query = batch
-    held_out.after_step()            # measured before the update, so step 0 is the untrained model
-    sigma = sigma_schedule.sigma
-    bound, log_likelihood, kl, mean = elbo(model, x_context, v_context, x_query, v_query, sigma)
-    loss = -bound.mean()
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    lr_schedule.step()
-    sigma_schedule.advance()
-    return {"loss": loss, "kl": kl.mean(), "mse": ((mean.detach() - x_query) ** 2).mean(), "sigma": sigma,
-            "lr": optimizer.param_groups[0]["lr"], "K": x_context.shape[1]}
-
-
-# What the checkpoint must match: everything that shapes training (not the evaluation settings).
-TRAINING_KEYS = ("resolution", "train_scenes", "steps", "batch_size", "max_context", "L", "hidden", "z_channels",
-                 "r_channels", "canvas_channels", "kernel", "eval_every")
-settings = {key: getattr(config, key) for key in TRAINING_KEYS}
-settings.update(sigma=(SIGMA_START, SIGMA_END, SIGMA_ANNEAL_FRACTION), lr=(LR_START, LR_END, LR_ANNEAL_FRACTION),
-                seed=SEED)
-history = icu.fit(train_step, train_batches, steps=config.steps,
-                  state={"model": model, "optimizer": optimizer, "lr_schedule": lr_schedule,
-                         "sigma_schedule": sigma_schedule, "held_out": held_out},
-                  checkpoint=icu.checkpoint_dir() / "gqn" / f"{config.profile}-r{config.resolution}-L{config.L}.pt",
-                  checkpoint_every=config.eval_every, config=settings, description="GQN")
-model.eval()
-if not held_out.steps or held_out.steps[-1] != config.steps:   # the curve's last point: the trained model
-    held_out.steps.append(config.steps)
-    held_out.values.append(held_out.measure())
-print(f"held-out query MSE after {config.steps:,} steps: {held_out.values[-1]:.4f}")
+main = make_training()
+history = icu.fit(main.train_step, train_batches, steps=config.steps, state=main.state,
+                  run="gqn/main", config=config, code=TRAINING_CODE,
+                  every={config.eval_every: held_out_scores}, description="GQN")
+model = main.model.eval()
 
 # %%
-fig, axes = plt.subplots(1, 3, figsize=(16, 3.6))
+curve_steps, curve = history.recorded("held_out_scores")
+fig, axes = plt.subplots(2, 2, figsize=(10, 7))
 window = max(1, config.steps // 40)
-axes[0].plot(held_out.steps, held_out.values, "o-", label="GQN (held-out, z = prior means)")
-axes[0].plot(history.steps, icu.smooth(history["mse"], window), alpha=0.6, label="GQN (training batches, z ~ posterior)")
-for (name, value), style in zip(baselines.items(), ("--", ":")):
-    axes[0].axhline(value, color="0.3", ls=style, label=f"baseline: {name}")
-axes[0].set_ylim(0, 1.3 * max(baselines.values()))
-axes[0].set_title("query MSE")
-axes[1].plot(history.steps, icu.smooth(history["kl"], window))
-axes[1].set_title("KL summed over the L steps (nats per image)")
-axes[2].plot(history.steps, history["sigma"], label="pixel σ")
-axes[2].plot(history.steps, [lr / LR_START for lr in history["lr"]], label="learning rate / 5e-4")
-axes[2].set_title("the two schedules")
-for ax in axes:
+colours = ("C2", "C3", "C4", "C5")
+for ax, key, title in ((axes[0, 0], "mse", "query MSE"), (axes[0, 1], "ssim", "query SSIM")):
+    ax.plot(curve_steps, [c[key] for c in curve], "o-", label="GQN, held-out (z = prior means)")
+    for (name, value), colour in zip(baselines.items(), colours):
+        ax.axhline(value[key], color=colour, ls="--", label=name)
+    ax.set_title(title)
+if history.metrics:
+    axes[0, 0].plot(history.steps, icu.smooth(history["mse"], window), alpha=0.6,
+                    label="GQN, training batches (z ~ posterior)")
+    axes[1, 0].plot(history.steps, icu.smooth(history["kl"], window))
+    axes[1, 1].plot(history.steps, history["sigma"], label="pixel σ")
+    axes[1, 1].plot(history.steps, [lr / LR_START for lr in history["lr"]],
+                    label="learning rate / 5e-4")
+    axes[1, 1].legend(fontsize=9)
+axes[0, 0].set_ylim(0, 1.3 * max(value["mse"] for value in baselines.values()))
+axes[1, 0].set_title("KL summed over the L steps (nats per image)")
+axes[1, 1].set_title("the two schedules")
+for ax in axes.flat:
     ax.set_xlabel("step")
     ax.grid(alpha=0.3)
-axes[0].legend(fontsize=8)
-axes[2].legend()
-plt.tight_layout()
+handles, labels = axes[0, 0].get_legend_handles_labels()
+fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=9)
+plt.tight_layout(rect=(0, 0.08, 1, 1))
 plt.show()
 
+# %%
+mse_curve = [c["mse"] for c in curve]
+lowest = min(range(len(mse_curve)), key=mse_curve.__getitem__)
+settled = next(step for i, step in enumerate(curve_steps)
+               if all(abs(v - mse_curve[-1]) <= 0.03 * mse_curve[-1] for v in mse_curve[i:]))
+print(f"held-out MSE (z = prior means): {mse_curve[0]:.4f} at step {curve_steps[0]:,}, lowest "
+      f"{mse_curve[lowest]:.4f} at step {curve_steps[lowest]:,}, {mse_curve[-1]:.4f} at step "
+      f"{curve_steps[-1]:,};\nwithin 3% of its last value from step {settled:,} on")
+anneal_end = int(SIGMA_ANNEAL_FRACTION * config.steps)
+if history.metrics:
+    kl_curve = icu.smooth(history["kl"], window)
+    print(f"KL (moving average of {window} steps): {kl_curve[anneal_end - 1]:.1f} nats when σ "
+          f"reaches {SIGMA_END} (step {anneal_end:,}), {kl_curve[-1]:.1f} nats at the end")
+
 # %% [markdown]
-# What to look for. The held-out MSE should cross below both baselines early and keep falling. While
-# $\sigma$ is large, reconstruction errors are cheap and the KL is expensive, so the model first learns to
-# render from $r$ alone — the right wall and floor colours, blurred objects — and its posterior falls
-# back onto the prior (KL near zero). Whether the latents come back into use later depends on the price:
-# at $\sigma = 0.7$, lowering a query's MSE by 0.001 is worth only about
-# $3072 \times 0.001 / (2 \times 0.49) \approx 3$ nats on a $32\times32$ colour image, four times less than at
-# the paper's $64\times64$, so on small images and short runs the KL can stay near zero and the renderer is
-# close to deterministic. The sample figure below shows which case this run is in.
+# What the curves show. While $\sigma$ is large, reconstruction errors are cheap and the KL is expensive, so
+# the model first learns to render from $r$ alone — the right wall and floor colours, blurred objects — and
+# its posterior falls back onto the prior (KL near zero). In the stored run, the held-out MSE passes below
+# the strongest baseline (the blurred nearest view) within the first few evaluations and keeps falling while
+# $\sigma$ anneals; it does *not* keep falling to the end: it flattens soon after $\sigma$ reaches its final
+# value, at the step printed above. From then on, what training adds goes into the latents — the KL rises
+# from near zero — while the prior-mean rendering barely improves. The held-out SSIM rises for longer, and
+# ends above the blurred copy and the per-angle mean but below the sharp nearest view. How much the latents
+# are used depends on the price: at $\sigma = 0.7$, lowering a query's MSE by 0.001 is worth only about
+# $3072 \times 0.001 / (2 \times 0.49) \approx 3$ nats on a $32\times32$ colour image, four times less
+# than at the paper's $64\times64$, so on small images and short runs the KL stays small.
 #
 # Compare also the two MSE curves. The training curve renders with $z$ drawn from the *posterior*, which has
 # seen the query image; the held-out curve renders with the *prior* means, from the context alone. Once the
@@ -681,17 +800,20 @@ plt.show()
 #
 # ### Rendering new views of held-out rooms
 # For eight held-out rooms: the three context views, the query view the model did not see, the model's
-# rendering from the query viewpoint (with $z_l = \mu_\pi$), and the two baselines.
+# rendering from the query viewpoint (with $z_l = \mu_\pi$), and three baselines.
 
 # %% tags=["landing-figure"]
 shown = 8
 with torch.no_grad():
-    predicted = model.predict(test_context[0][:shown], test_context[1][:shown], test_query[1][:shown])
-shown_baselines = baseline_predictions(test_context[0][:shown], test_context[1][:shown], test_query[1][:shown])
+    predicted = model.predict(test_context[0][:shown], test_context[1][:shown],
+                              test_query[1][:shown])
+shown_baselines = baseline_predictions(test_context[0][:shown], test_context[1][:shown],
+                                       test_query[1][:shown])
 columns = [test_context[0][:shown, k] for k in range(EVAL_CONTEXT)]
-columns += [test_query[0][:shown], predicted, shown_baselines["nearest view"], shown_baselines["context mean"]]
+columns += [test_query[0][:shown], predicted, shown_baselines["nearest view"],
+            shown_baselines["nearest view, blurred"], shown_baselines["per-angle mean"]]
 icu.show_images(torch.stack(columns, 1).flatten(0, 1), nrow=len(columns),
-                title="context 1-3 | query (truth) | GQN | nearest view | context mean")
+                title="context 1-3 | truth | GQN | nearest | blurred | per-angle mean")
 plt.show()
 
 # %% [markdown]
@@ -701,7 +823,9 @@ plt.show()
 # $z_l$ from the prior — each is a guess at the unseen side of the room that is consistent with the one view.
 # How much the samples differ is set by how much information the latents carry (the KL in the training
 # curves): with a KL near zero they differ little, and the model's uncertainty shows as blur instead of
-# as diversity.
+# as diversity. In the stored run the samples do differ, but they are blurred guesses that seldom get the
+# unseen walls or objects right: from one view of the far side, this short run has learned little more than
+# what rooms look like on average.
 
 # %%
 rows = []
@@ -710,11 +834,13 @@ with torch.no_grad():
     for i in range(6):
         x_c, v_c = test_context[0][i:i + 1, :1], test_context[1][i:i + 1, :1]
         opposite = icu.ring_viewpoints(ring_angle(v_c[0, 0].cpu()) + math.pi)[None].to(device)
-        truth = icu.render_views(test_data.scenes[i], opposite[None].cpu(), config.resolution, supersample=2)[0]
+        truth = icu.render_views(test_data.scenes[i], opposite[None].cpu(), config.resolution,
+                                 supersample=2)[0]
         r = model.represent(x_c, v_c)
         samples = [model.generator.render(opposite, r, generator=generator) for _ in range(6)]
         rows.append(torch.cat([x_c[0], truth.to(device), *samples]))
-icu.show_images(torch.cat(rows), nrow=8, title="context view | truth from the opposite side | 6 samples")
+icu.show_images(torch.cat(rows), nrow=8,
+                title="context view | truth from the opposite side | 6 samples")
 plt.show()
 
 # %% [markdown]
@@ -728,11 +854,13 @@ orbit_scene = 1
 orbit_angles = torch.linspace(0, 2 * math.pi, config.orbit_frames + 1)[:-1]
 orbit_viewpoints = icu.ring_viewpoints(orbit_angles)
 with torch.no_grad():
-    r = model.represent(test_context[0][orbit_scene:orbit_scene + 1], test_context[1][orbit_scene:orbit_scene + 1])
-    orbit_predicted = model.generator.render(orbit_viewpoints.to(device), r.expand(len(orbit_angles), -1, -1, -1),
+    r = model.represent(test_context[0][orbit_scene:orbit_scene + 1],
+                        test_context[1][orbit_scene:orbit_scene + 1])
+    orbit_predicted = model.generator.render(orbit_viewpoints.to(device),
+                                             r.expand(len(orbit_angles), -1, -1, -1),
                                              use_mean=True).cpu()
-orbit_truth = icu.render_views(test_data.scenes[orbit_scene], orbit_viewpoints[None], config.resolution,
-                               supersample=2)[0]
+orbit_truth = icu.render_views(test_data.scenes[orbit_scene], orbit_viewpoints[None],
+                               config.resolution, supersample=2)[0]
 separator = torch.ones(len(orbit_angles), 3, config.resolution, 2)
 frames = torch.cat([orbit_truth, separator, orbit_predicted], dim=-1)
 icu.show_animation(frames, icu.output_dir("gqn") / "orbit.gif", fps=8, scale=4)
@@ -742,8 +870,8 @@ icu.show_animation(frames, icu.output_dir("gqn") / "orbit.gif", fps=8, scale=4)
 #
 # On every held-out room, with the same $K = 3$ context views and query view:
 #
-# - **query MSE** of the rendering with $z_l = \mu_\pi$, of one random sample (which pays for its guesses),
-#   and of the two baselines and the untrained model;
+# - **query MSE and SSIM** of the rendering with $z_l = \mu_\pi$, of one random sample (which pays for its
+#   guesses), of the untrained model, and of the baselines;
 # - the **ELBO** at the final $\sigma = 0.7$, in nats per image, with its two terms. For scale, the baselines'
 #   log-likelihood under the same Gaussian, $\log\mathcal N(x^q;\ \text{baseline image}, 0.7^2 I)$, is an
 #   exact log-density of a (deterministic) model and comparable to the ELBO. With $\sigma = 0.7$ on pixels in
@@ -751,57 +879,80 @@ icu.show_animation(frames, icu.output_dir("gqn") / "orbit.gif", fps=8, scale=4)
 #   likelihood, as in the paper, makes the reconstruction term close to a scaled MSE.
 
 # %%
+@torch.no_grad()
 def held_out_numbers(gqn):
     gqn.eval()
-    totals = dict(mse_mean=0.0, mse_sample=0.0, elbo=0.0, log_likelihood=0.0, kl=0.0)
+    totals = dict(mse_mean=0.0, ssim_mean=0.0, mse_sample=0.0, ssim_sample=0.0, elbo=0.0,
+                  log_likelihood=0.0, kl=0.0)
     generator = torch.Generator().manual_seed(SEED)
     torch.manual_seed(SEED)
-    n = len(test_query[0])
-    with torch.no_grad():
-        for i in range(0, n, 100):
-            x_c, v_c = test_context[0][i:i + 100], test_context[1][i:i + 100]
-            x_q, v_q = test_query[0][i:i + 100], test_query[1][i:i + 100]
-            size = len(x_q)
-            totals["mse_mean"] += mse(gqn.predict(x_c, v_c, v_q), x_q) * size
-            totals["mse_sample"] += mse(gqn.predict(x_c, v_c, v_q, use_mean=False, generator=generator), x_q) * size
-            bound, log_likelihood, kl, _ = elbo(gqn, x_c, v_c, x_q, v_q, SIGMA_END)
-            totals["elbo"] += bound.sum().item()
-            totals["log_likelihood"] += log_likelihood.sum().item()
-            totals["kl"] += kl.sum().item()
-    return {key: value / n for key, value in totals.items()}
+    for i in range(0, len(test_query[0]), 100):
+        x_c, v_c = test_context[0][i:i + 100], test_context[1][i:i + 100]
+        x_q, v_q = test_query[0][i:i + 100], test_query[1][i:i + 100]
+        mean_image = gqn.predict(x_c, v_c, v_q)
+        sample = gqn.predict(x_c, v_c, v_q, use_mean=False, generator=generator)
+        bound, log_likelihood, kl, _ = elbo(gqn, x_c, v_c, x_q, v_q, SIGMA_END)
+        values = dict(mse_mean=mse(mean_image, x_q), ssim_mean=ssim(mean_image, x_q),
+                      mse_sample=mse(sample, x_q), ssim_sample=ssim(sample, x_q),
+                      elbo=bound.mean().item(), log_likelihood=log_likelihood.mean().item(),
+                      kl=kl.mean().item())
+        for key, value in values.items():
+            totals[key] += value * len(x_q)
+    return {key: value / len(test_query[0]) for key, value in totals.items()}
 
 
-evaluation_started = time.perf_counter()
 icu.seed_everything(SEED)
-untrained = make_model()
+untrained = make_training().model
 numbers = {"GQN": held_out_numbers(model), "untrained GQN": held_out_numbers(untrained)}
-baseline_log_likelihood = {name: gaussian_log_likelihood(test_query[0], image, SIGMA_END).mean().item()
-                           for name, image in baseline_predictions(*test_context, test_query[1]).items()}
-pixels = test_query[0][0].numel()
+baseline_log_likelihood = {
+    name: gaussian_log_likelihood(test_query[0], image, SIGMA_END).mean().item()
+    for name, image in baseline_predictions(*test_context, test_query[1]).items()}
+
+# %%
 print(f"data: {config.train_scenes:,} training rooms, {config.test_scenes:,} held-out rooms, "
-      f"{config.resolution}x{config.resolution}, {VIEWS_PER_SCENE} ring views each; device: {icu.describe_device(device)}")
-print(f"model: L = {config.L}, ConvLSTMs of {config.hidden} channels ({config.kernel}x{config.kernel}), "
-      f"z {config.z_channels} channels, r {config.r_channels} channels at {config.resolution // 4}x{config.resolution // 4}, "
-      f"canvas {config.canvas_channels} channels; {count(model):,} parameters")
-print(f"training: {config.steps:,} steps of {config.batch_size} (K = 1..{config.max_context}) in "
-      f"{history.wall_time:.0f} s ({config.steps / history.wall_time:.2f} steps/s)")
-print()
-print(f"{'held-out, K = 3':<22}{'MSE (z = prior means)':>22}{'MSE (one sample)':>18}{'ELBO / log-lik':>16}"
-      f"{'recon':>10}{'KL':>7}")
-for name, r in numbers.items():
-    print(f"{name:<22}{r['mse_mean']:>22.4f}{r['mse_sample']:>18.4f}{r['elbo']:>16.1f}{r['log_likelihood']:>10.1f}"
-          f"{r['kl']:>7.1f}")
-for name, value in baselines.items():
-    print(f"{'baseline: ' + name:<22}{value:>22.4f}{'':>18}{baseline_log_likelihood[name]:>16.1f}")
-print(f"(nats per image of {pixels:,} numbers, sigma = {SIGMA_END}; evaluation took "
-      f"{time.perf_counter() - evaluation_started:.0f} s)")
+      f"{config.resolution}x{config.resolution}, {VIEWS_PER_SCENE} ring views each")
+side = config.resolution // 4
+print(f"model: L = {config.L}, ConvLSTMs of {config.hidden} channels "
+      f"({config.kernel}x{config.kernel}), "
+      f"z {config.z_channels} channels, r {config.r_channels} channels at {side}x{side},\n"
+      f"canvas {config.canvas_channels} channels; {count(model):,} parameters; "
+      f"training: {config.steps:,} steps of {config.batch_size} (K = 1..{config.max_context})")
+trained_numbers, untrained_numbers = numbers["GQN"], numbers["untrained GQN"]
+columns = ("mse_mean", "ssim_mean", "elbo", "log_likelihood", "kl")
+table = [["GQN, z = prior means", *(trained_numbers[key] for key in columns)],
+         ["GQN, one sample", trained_numbers["mse_sample"], trained_numbers["ssim_sample"]],
+         ["untrained GQN, z = prior means", *(untrained_numbers[key] for key in columns)]]
+table += [[f"baseline: {name}", value["mse"], value["ssim"], baseline_log_likelihood[name]]
+          for name, value in baselines.items()]
+icu.show_table(["held-out, K = 3", "query MSE", "query SSIM", "ELBO / log-lik (nats)",
+                "reconstruction", "KL"], [row + [None] * (6 - len(row)) for row in table])
 
 # %% [markdown]
-# Two things to read off the table. First, the rendering with $z_l = \mu_\pi$ should have a lower MSE than a
-# single sample: a sample commits to one guess about what the context did not show, and a wrong guess costs
-# more squared error than a blurred average — which is why MSE alone undersells a generative model, and why
-# the paper shows samples. Second, the gap between the model and the nearest-view baseline is the part of
-# the scene the model has *inferred*: the nearest view is the right room from the wrong angle.
+# Each measure against the strongest baseline *for that measure* (the lowest MSE, the highest SSIM):
+
+# %%
+strongest = {"mse": min(baselines, key=lambda name: baselines[name]["mse"]),
+             "ssim": max(baselines, key=lambda name: baselines[name]["ssim"])}
+for key, label, better in (("mse", "MSE", "lower"), ("ssim", "SSIM", "higher")):
+    ours, theirs = trained_numbers[f"{key}_mean"], baselines[strongest[key]][key]
+    wins = ours < theirs if key == "mse" else ours > theirs
+    print(f"query {label}: GQN {ours:.4f}, strongest baseline ({strongest[key]}) {theirs:.4f}: "
+          f"GQN is {'higher' if ours > theirs else 'lower'} by {abs(ours - theirs) / theirs:.0%} "
+          f"({'better' if wins else 'worse'})")
+
+# %% [markdown]
+# How to read the table. The rendering with $z_l = \mu_\pi$ has a lower MSE than a single sample: a sample
+# commits to one guess about what the context did not show, and a wrong guess costs more squared error than
+# a blurred average — which is why MSE alone undersells a generative model, and why the paper shows samples.
+# The same hedging is why blurring the nearest view *lowers* its MSE: the baselines' rows show that a smear
+# of the right room from a wrong angle beats the sharp copy on squared error, and loses on SSIM. So a lower
+# MSE than the sharp nearest view alone proves little. The lines above compare the model with the strongest
+# baseline on each measure. In the stored run, the renderer beats every baseline on squared error, the
+# blurred copy included, so it knows more about the query view than where to blur. On SSIM it beats the
+# blurred copy, the per-angle mean and the context mean, but **not** the sharp copy of the nearest context
+# view: the landing figure shows why — the walls, the floor and the objects' colours and rough places are
+# right, their edges are smeared. A short run's renderer infers the layout of the room from a new angle; it
+# does not yet draw it as sharply as a context image shows it.
 
 # %% [markdown]
 # ## Localisation with the generative model
@@ -843,7 +994,7 @@ class PoseRegressor(nn.Module):
     def __init__(self, r_channels: int, width: int = 64):
         super().__init__()
         self.image = nn.Sequential(nn.Conv2d(3, width, 4, stride=2, padding=1), nn.ReLU(),
-                                   nn.Conv2d(width, width, 4, stride=2, padding=1), nn.ReLU())   # H -> H/4
+                                   nn.Conv2d(width, width, 4, stride=2, padding=1), nn.ReLU())
         self.head = nn.Sequential(nn.Conv2d(width + r_channels, width, 3, padding=1), nn.ReLU(),
                                   nn.Conv2d(width, width, 4, stride=2, padding=1), nn.ReLU(),
                                   nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(4 * width, 2))
@@ -852,30 +1003,35 @@ class PoseRegressor(nn.Module):
         return self.head(torch.cat([self.image(x), r], dim=1))
 
 
-icu.seed_everything(SEED)
-regressor = PoseRegressor(config.r_channels).to(device)
-regressor_optimizer = torch.optim.Adam(regressor.parameters(), lr=LR_START)
+def make_regressor_training(gqn):
+    regressor = PoseRegressor(config.r_channels).to(device)
+    optimizer = torch.optim.Adam(regressor.parameters(), lr=LR_START)
+
+    def train_step(batch):
+        x_context, v_context, x_query, v_query = batch
+        with torch.no_grad():
+            r = gqn.represent(x_context, v_context)
+        angle = ring_angle(v_query)
+        target = torch.stack([angle.cos(), angle.sin()], dim=1)
+        squared_error = ((regressor(r, x_query) - target) ** 2).sum(1).mean()
+        optimizer.zero_grad(set_to_none=True)
+        squared_error.backward()
+        optimizer.step()
+        return {"squared_error": squared_error}
+
+    return SimpleNamespace(model=regressor, train_step=train_step,
+                           state={"regressor": regressor, "optimizer": optimizer})
+
+
 model.requires_grad_(False)
-
-
-def regressor_step(batch):
-    x_context, v_context, x_query, v_query = batch
-    with torch.no_grad():
-        r = model.represent(x_context, v_context)
-    angle = ring_angle(v_query)
-    loss = ((regressor(r, x_query) - torch.stack([angle.cos(), angle.sin()], dim=1)) ** 2).sum(1).mean()
-    regressor_optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    regressor_optimizer.step()
-    return {"loss": loss}
-
-
-regressor_checkpoint = icu.checkpoint_dir() / "gqn" / f"{config.profile}-r{config.resolution}-L{config.L}-regressor.pt"
-regressor_history = icu.fit(regressor_step, train_batches, steps=config.regressor_steps,
-                            state={"regressor": regressor, "optimizer": regressor_optimizer},
-                            checkpoint=regressor_checkpoint, config={**settings, "regressor_steps": config.regressor_steps},
+icu.seed_everything(SEED)
+pose = make_regressor_training(model)
+regressor_history = icu.fit(pose.train_step, train_batches, steps=config.regressor_steps,
+                            state=pose.state, run="gqn/regressor", config=config,
+                            code=[*TRAINING_CODE, ring_angle, PoseRegressor,
+                                  make_regressor_training],
                             description="pose regressor")
-regressor = regressor.eval()
+regressor = pose.model.eval()
 
 # %%
 CANDIDATES = 72
@@ -884,13 +1040,14 @@ candidate_viewpoints = icu.ring_viewpoints(candidate_angles).to(device)
 generator = torch.Generator().manual_seed(SEED + 7)
 n_localise = min(config.localization_scenes, config.test_scenes)
 true_angles = torch.rand(n_localise, generator=generator) * 2 * math.pi
-new_images = icu.render_views(test_data.scenes[:n_localise], icu.ring_viewpoints(true_angles)[:, None],
-                              config.resolution, supersample=2)[:, 0]
+new_images = icu.render_views(test_data.scenes[:n_localise],
+                              icu.ring_viewpoints(true_angles)[:, None], config.resolution,
+                              supersample=2)[:, 0]
 new_images = ((new_images * 255).round() / 255).to(device)     # quantised like the stored data
 
 
 def localisation_scores(gqn, x_context, v_context, image):
-    """Scores (2, CANDIDATES) of the candidate poses for one image: ELBO and prior-mean log-likelihood."""
+    """Scores (2, CANDIDATES) of the candidate poses for one image: ELBO, prior-mean log-lik."""
     r = gqn.represent(x_context[None], v_context[None]).expand(CANDIDATES, -1, -1, -1)
     images = image[None].expand(CANDIDATES, -1, -1, -1)
     elbos = []
@@ -898,34 +1055,32 @@ def localisation_scores(gqn, x_context, v_context, image):
         mean, kl = gqn.generator(images, candidate_viewpoints, r)
         elbos.append(gaussian_log_likelihood(images, mean, SIGMA_END) - kl.sum(1))
     rendering = gqn.generator.render(candidate_viewpoints, r, use_mean=True)
-    return torch.stack([torch.stack(elbos).mean(0), gaussian_log_likelihood(images, rendering, SIGMA_END)])
+    prior_mean_score = gaussian_log_likelihood(images, rendering, SIGMA_END)
+    return torch.stack([torch.stack(elbos).mean(0), prior_mean_score])
 
 
-localisation_started = time.perf_counter()
+# %%
 torch.manual_seed(SEED)
-scores = []
 with torch.no_grad():
-    for i in range(n_localise):
-        scores.append(localisation_scores(model, test_context[0][i], test_context[1][i], new_images[i]).cpu())
-scores = torch.stack(scores)                                             # (scenes, 2, CANDIDATES)
+    scores = torch.stack([localisation_scores(model, test_context[0][i], test_context[1][i],
+                                              new_images[i]).cpu() for i in range(n_localise)])
+    r = model.represent(*[t[:n_localise] for t in test_context])
+    regressed = regressor(r, new_images).cpu()
 estimates = candidate_angles[scores.argmax(-1)]                          # (scenes, 2)
-errors = {"GQN, ELBO": angle_difference(estimates[:, 0], true_angles),
-          "GQN, prior-mean rendering": angle_difference(estimates[:, 1], true_angles)}
-pixel_distance = ((test_context[0][:n_localise] - new_images[:, None]) ** 2).flatten(2).mean(-1).cpu()
-retrieved = ring_angle(test_context[1][:n_localise].cpu())[torch.arange(n_localise), pixel_distance.argmin(1)]
-errors["baseline: most similar context image"] = angle_difference(retrieved, true_angles)
-with torch.no_grad():
-    regressed = regressor(model.represent(*[t[:n_localise] for t in test_context]), new_images).cpu()
-errors["discriminative regressor"] = angle_difference(torch.atan2(regressed[:, 1], regressed[:, 0]), true_angles)
-errors["chance (uniform guess)"] = angle_difference(torch.rand(n_localise, generator=generator) * 2 * math.pi,
-                                                    true_angles)
-print(f"{n_localise} held-out rooms, 3 context views each, {CANDIDATES} candidate angles; "
-      f"{time.perf_counter() - localisation_started:.0f} s")
-print(f"{'yaw error (degrees)':<40}{'median':>8}{'mean':>8}{'within 10°':>12}")
-for name, error in errors.items():
-    degrees = torch.rad2deg(error)
-    print(f"{name:<40}{degrees.median().item():>8.1f}{degrees.mean().item():>8.1f}"
-          f"{(degrees <= 10).float().mean().item():>12.0%}")
+pixel_distance = ((test_context[0][:n_localise] - new_images[:, None]) ** 2).flatten(2).mean(-1)
+most_similar = pixel_distance.argmin(1).cpu()
+retrieved = ring_angle(test_context[1][:n_localise].cpu())[torch.arange(n_localise), most_similar]
+guesses = torch.rand(n_localise, generator=generator) * 2 * math.pi
+errors = {"GQN, ELBO": estimates[:, 0], "GQN, prior-mean rendering": estimates[:, 1],
+          "baseline: most similar context image": retrieved,
+          "discriminative regressor": torch.atan2(regressed[:, 1], regressed[:, 0]),
+          "chance (uniform guess)": guesses}
+errors = {name: torch.rad2deg(angle_difference(angle, true_angles))
+          for name, angle in errors.items()}
+print(f"{n_localise} held-out rooms, 3 context views each, {CANDIDATES} candidate angles")
+icu.show_table(["yaw error (degrees)", "median", "mean", "within 10°"],
+               [[name, round(e.median().item(), 1), round(e.mean().item(), 1),
+                 f"{(e <= 10).float().mean().item():.0%}"] for name, e in errors.items()])
 
 # %% [markdown]
 # How to read the table. The retrieval baseline can only answer with the pose of one of the three context
@@ -946,22 +1101,24 @@ for name, error in errors.items():
 # smooth, but ignores what the latents could explain.
 
 # %%
-fig, axes = plt.subplots(2, 4, figsize=(16, 5.2), gridspec_kw={"height_ratios": [1, 2.2]})
-for column, i in enumerate(range(min(4, n_localise))):
+fig, axes = plt.subplots(4, 2, figsize=(10, 8.5), gridspec_kw={"height_ratios": [1, 1.8, 1, 1.8]})
+degrees = torch.rad2deg(candidate_angles)
+for panel, i in enumerate(range(min(4, n_localise))):
+    top, ax = axes[2 * (panel // 2), panel % 2], axes[2 * (panel // 2) + 1, panel % 2]
     pictures = torch.cat([new_images[i], *test_context[0][i]], dim=-1)
-    axes[0, column].imshow(pictures.permute(1, 2, 0).cpu().numpy())
-    axes[0, column].set_axis_off()
-    axes[0, column].set_title("new image | 3 context views", fontsize=9)
-    degrees = torch.rad2deg(candidate_angles)
-    axes[1, column].plot(degrees, scores[i, 0] - scores[i, 0].max(), label="ELBO")
-    axes[1, column].plot(degrees, scores[i, 1] - scores[i, 1].max(), alpha=0.7, label="prior-mean rendering")
-    axes[1, column].axvline(torch.rad2deg(true_angles[i]).item(), color="k", lw=1.5)
-    for angle in ring_angle(test_context[1][i].cpu()):
-        axes[1, column].axvline(torch.rad2deg(torch.remainder(angle, 2 * math.pi)).item(), color="0.6", ls="--")
-    axes[1, column].set_xlabel("candidate camera angle (degrees)")
-    axes[1, column].grid(alpha=0.3)
-axes[1, 0].set_ylabel("score − max (nats)")
-axes[1, 0].legend(fontsize=8)
+    top.imshow(pictures.permute(1, 2, 0).cpu().numpy())
+    top.set_axis_off()
+    top.set_title(f"room {i}: new image | 3 context views", fontsize=10)
+    ax.plot(degrees, scores[i, 0] - scores[i, 0].max(), label="ELBO")
+    ax.plot(degrees, scores[i, 1] - scores[i, 1].max(), alpha=0.7, label="prior-mean rendering")
+    ax.axvline(torch.rad2deg(true_angles[i]).item(), color="k", lw=1.5, label="true angle")
+    for k, angle in enumerate(ring_angle(test_context[1][i].cpu())):
+        ax.axvline(torch.rad2deg(torch.remainder(angle, 2 * math.pi)).item(), color="0.6", ls="--",
+                   label="context cameras" if k == 0 else None)
+    ax.set_xlabel("candidate camera angle (degrees)")
+    ax.set_ylabel("score − max (nats)")
+    ax.grid(alpha=0.3)
+axes[1, 0].legend(fontsize=9)
 plt.tight_layout()
 plt.show()
 
@@ -971,25 +1128,34 @@ plt.show()
 
 # %%
 run_device = icu.describe_device(device)
-rooms = f"{config.test_scenes:,} held-out procedural rooms, {config.resolution}x{config.resolution}, K = {EVAL_CONTEXT} context views"
-localisation_rooms = f"{n_localise} held-out rooms, K = {EVAL_CONTEXT}, {CANDIDATES} candidate ring angles"
-median_degrees = {name: torch.rad2deg(error).median().item() for name, error in errors.items()}
+rooms = (f"{config.test_scenes:,} held-out procedural rooms, "
+         f"{config.resolution}x{config.resolution}, K = {EVAL_CONTEXT} context views")
+localisation_rooms = (f"{n_localise} held-out rooms, K = {EVAL_CONTEXT}, "
+                      f"{CANDIDATES} candidate ring angles")
+no_training = dict(steps=0, wall_time_s=None)
+median = {name: round(e.median().item(), 1) for name, e in errors.items()}
 icu.record_results("gqn", [
-    dict(metric="held-out query MSE, GQN (z = prior means)", value=round(numbers["GQN"]["mse_mean"], 4), data=rooms,
-         steps=config.steps, wall_time_s=round(history.wall_time), device=run_device, paper=None,
+    dict(key="query_mse", metric="held-out query MSE, GQN (z = prior means)",
+         value=round(trained_numbers["mse_mean"], 4), data=rooms,
          note="the paper reports no table of query errors"),
-    *[dict(metric=f"held-out query MSE, baseline: {name}", value=round(value, 4), data=rooms, steps=0,
-           wall_time_s=None, device=run_device, paper=None) for name, value in baselines.items()],
-    dict(metric="median localisation error, GQN ELBO score (degrees)", value=round(median_degrees["GQN, ELBO"], 1),
-         data=localisation_rooms, steps=config.steps, wall_time_s=round(history.wall_time), device=run_device,
-         paper=None, note="the paper's localisation uses mazes and free poses; not comparable"),
-    dict(metric="median localisation error, most similar context image (degrees)",
-         value=round(median_degrees["baseline: most similar context image"], 1), data=localisation_rooms,
-         steps=0, wall_time_s=None, device=run_device, paper=None),
-    dict(metric="median localisation error, discriminative regressor (degrees)",
-         value=round(median_degrees["discriminative regressor"], 1), data=localisation_rooms,
-         steps=config.regressor_steps, wall_time_s=round(regressor_history.wall_time), device=run_device, paper=None),
-])
+    dict(key="query_ssim", metric="held-out query SSIM, GQN (z = prior means)",
+         value=round(trained_numbers["ssim_mean"], 3), data=rooms),
+    *[dict(key=f"query_{measure}_{name.replace(',', '').replace(' ', '_').replace('-', '_')}",
+           metric=f"held-out query {measure.upper()}, baseline: {name}",
+           value=round(value[measure], 4 if measure == "mse" else 3), data=rooms, **no_training)
+      for measure in ("mse", "ssim") for name, value in baselines.items()],
+    dict(key="localisation_gqn_elbo", metric="median localisation error, GQN ELBO score (degrees)",
+         value=median["GQN, ELBO"], data=localisation_rooms,
+         note="the paper's localisation uses mazes and free poses; not comparable"),
+    dict(key="localisation_retrieval",
+         metric="median localisation error, most similar context image (degrees)",
+         value=median["baseline: most similar context image"], data=localisation_rooms,
+         **no_training),
+    dict(key="localisation_regressor",
+         metric="median localisation error, discriminative regressor (degrees)",
+         value=median["discriminative regressor"], data=localisation_rooms,
+         steps=config.regressor_steps, wall_time_s=round(regressor_history.wall_time)),
+], defaults=dict(steps=config.steps, wall_time_s=round(history.wall_time), device=run_device))
 
 # %% [markdown]
 # ## Beside the paper
@@ -1002,45 +1168,60 @@ icu.record_results("gqn", [
 # | --- | --- | --- |
 # | data | DeepMind's rooms (OpenGL renderings; 2,160 training files of many scenes each), $64\times64$ | 2,000 procedural rooms (ray-cast), $32\times32$; `full`: $64\times64$ |
 # | context views | random number per scene | $K \in \{1..5\}$ per batch; evaluation at $K = 3$ |
-# | representation | tower, $r$ of $16\times16\times256$ | the same tower, $r$ of $8\times8\times64$ |
+# | representation | tower, $r$ of $16\times16\times256$ | the same tower and relative widths, $r$ of $8\times8\times64$ |
 # | generator | $L = 12$, ConvLSTMs of 128–256 channels with $5\times5$ kernels, canvas of 128 channels | $L = 6$, 32 channels, $3\times3$ kernels (for CPU speed; $5\times5$ in `full`), canvas of 16 channels |
 # | latents | $z_l$ per step from learned prior and posterior, $5\times5$ convs | the same, 8 channels |
 # | output | $1\times1$ conv of the canvas | the same, followed by a sigmoid (pixels in $[0, 1]$) |
-# | $\sigma$ schedule | $2.0 \to 0.7$ over $2\times10^5$ steps | $2.0 \to 0.7$ over the first half of the run: with the paper's proportion (a tenth), a `book` run of the same length reached a slightly better ELBO but rendered worse from the prior means (held-out MSE barely under the nearest-view baseline), as the latents took over detail early; annealing longer keeps the renderer learning from $r$ first |
+# | $\sigma$ schedule | $2.0 \to 0.7$ over $2\times10^5$ steps | $2.0 \to 0.7$ over the first half of the run: we chose it after a trial run with the paper's proportion (a tenth), which is not shown on this page: in it, the latents took over detail early and the prior-mean renderings were worse. Exercise 4 below repeats that run |
 # | learning rate | $5\times10^{-4} \to 5\times10^{-5}$ over $1.6\times10^6$ steps | the same values, over the first 80% of the run |
 # | training | batch 36, $2\times10^6$ steps on many GPUs | batch 32, a few thousand steps on a 2-core CPU (printed above) |
 # | localisation {cite}`rosenbaum2018localization` | Minecraft-like mazes, free poses, attention GQN, discriminative baselines | ring poses only (72 candidates), summed $r$, a retrieval baseline and a small regressor |
 #
 # Why ours is weaker. The paper trained for two million steps and users of its reimplementations report
 # hundreds of thousands of steps before rooms are rendered crisply; we train for a few thousand, with a
-# much smaller model (compare the parameter counts printed above) on images with a quarter of the pixels. What a short run can show is the mechanism: the model renders the
-# right room from a new angle, better than any copy of the context, and its likelihood localises a camera.
+# much smaller model (compare the parameter counts printed above) on images with a quarter of the pixels.
+# What a short run can show is the mechanism, and its limits: see the comparison with the strongest
+# baselines above and the closing section.
 
 # %% [markdown]
 # ## Quality gates
-# Thresholds that an untrained model fails. The trained model's held-out MSE must be a fraction of the
-# untrained model's, and at most `gate_baseline_factor` times the better baseline (in `book`: below both
-# baselines). In `book` and `full`, the median localisation error of the ELBO score must also be below the
-# retrieval baseline's (times `gate_localization_factor`); the few seconds of `smoke` training cannot
-# localise, so there it is only checked to be finite.
+# Each gate compares the trained model with what a model that learned nothing reaches, and each fails for the
+# untrained model:
+#
+# - the held-out query MSE must be below a fraction (`untrained_fraction`) of the untrained model's;
+# - it must also be below `baseline_factor` times the **strongest** no-model baseline's MSE (the blurred
+#   nearest view, in the runs we made);
+# - in `book` and `full`, the held-out SSIM must exceed the untrained model's by `ssim_margin`. This gate is
+#   against the untrained model, not against the baselines: the comparison above says where the model stands
+#   against them. After the few seconds of `smoke` training the renderings are still flat and score no better
+#   on SSIM than the untrained model's, so `smoke` has no SSIM gate;
+# - in `book` and `full`, the median localisation error of the ELBO score must be below the retrieval
+#   baseline's (times `localization_factor`); the few seconds of `smoke` training cannot localise, so there
+#   it is only checked to be finite.
 
 # %%
-trained = numbers["GQN"]
-assert all(math.isfinite(v) for v in trained.values()), trained
-assert trained["mse_mean"] < config.gate_untrained_fraction * numbers["untrained GQN"]["mse_mean"], (
-    f"held-out MSE {trained['mse_mean']:.4f} is not below {config.gate_untrained_fraction} x the untrained "
-    f"model's {numbers['untrained GQN']['mse_mean']:.4f}")
-best_baseline = min(baselines.values())
-assert trained["mse_mean"] < config.gate_baseline_factor * best_baseline, (
-    f"held-out MSE {trained['mse_mean']:.4f} is not below {config.gate_baseline_factor} x the best baseline "
-    f"{best_baseline:.4f}")
-median_error = torch.rad2deg(errors["GQN, ELBO"]).median().item()
-assert math.isfinite(median_error)
-if config.gate_localization_factor is not None:
-    retrieval = torch.rad2deg(errors["baseline: most similar context image"]).median().item()
-    assert median_error < config.gate_localization_factor * retrieval, (
-        f"median localisation error {median_error:.1f}° is not below {config.gate_localization_factor} x the "
-        f"retrieval baseline's {retrieval:.1f}°")
+gates = config.gates
+best_mse = baselines[strongest["mse"]]["mse"]
+median_error = errors["GQN, ELBO"].median().item()
+retrieval = errors["baseline: most similar context image"].median().item()
+print(f"query MSE {trained_numbers['mse_mean']:.4f}: untrained "
+      f"{untrained_numbers['mse_mean']:.4f}, strongest baseline ({strongest['mse']}) "
+      f"{best_mse:.4f}")
+print(f"query SSIM {trained_numbers['ssim_mean']:.3f}: untrained "
+      f"{untrained_numbers['ssim_mean']:.3f}")
+print(f"median localisation error {median_error:.1f}°: retrieval baseline {retrieval:.1f}°")
+assert all(math.isfinite(v) for v in trained_numbers.values()), trained_numbers   # a sanity check
+assert trained_numbers["mse_mean"] < gates.untrained_fraction * untrained_numbers["mse_mean"], \
+    f"held-out MSE is not below {gates.untrained_fraction} x the untrained model's"
+assert trained_numbers["mse_mean"] < gates.baseline_factor * best_mse, \
+    f"held-out MSE is not below {gates.baseline_factor} x the strongest baseline's"
+if gates.ssim_margin is not None:
+    assert trained_numbers["ssim_mean"] > untrained_numbers["ssim_mean"] + gates.ssim_margin, \
+        f"held-out SSIM does not exceed the untrained model's by {gates.ssim_margin}"
+assert math.isfinite(median_error)                                                 # a sanity check
+if gates.localization_factor is not None:
+    assert median_error < gates.localization_factor * retrieval, \
+        f"localisation is not better than {gates.localization_factor} x the retrieval baseline's"
 print("quality gates passed")
 
 # %% [markdown]
@@ -1049,10 +1230,16 @@ print("quality gates passed")
 # - GQN splits "understanding a scene" from "rendering it": a representation network sums per-view
 #   encodings into $r$, and a conditional DRAW-like renderer draws the scene from any viewpoint given $r$.
 #   Everything is learned from images and poses alone, by the ELBO of held-out views.
+# - In this short run the renderer gets the room right from a new angle but blurred: it beats every
+#   model-free baseline on squared error, a blurred copy of the nearest view included, and loses to a sharp
+#   copy of that view on SSIM. Its samples from one view are blurry guesses.
 # - The renderer is a convolutional DRAW with a **learned, conditional prior** at every step; samples from
 #   it express what the context leaves uncertain, the mean rendering what it determines.
+# - Squared error rewards hedging: a blurred guess beats a sharp wrong one. Judge a renderer against
+#   baselines that hedge too (here a blurred copy of the nearest view), and with a measure of structure such as
+#   SSIM beside the MSE.
 # - The pixel $\sigma$ is a schedule, not a parameter; the learning rate too. Both must continue across
-#   resumed runs, which is why they are checkpointed here.
+#   resumed runs, which is why both are functions of the step count that the checkpoint stores.
 # - A generative scene model is also an inference engine: scoring candidate poses by the model's likelihood
 #   localises a camera, and the score curve shows ambiguity where a point estimate would hide it.
 #
@@ -1068,6 +1255,24 @@ print("quality gates passed")
 #   input, or `softplus` for $\sigma$ in one and `exp` in the other. Here `forward` and `render` share every
 #   layer and the same parameterisation.
 # - Mixing the viewpoint conventions (sine or cosine first) between data and model.
+#
+# ## Try it yourself
+#
+# 1. Set `EVAL_CONTEXT = 1` (no retraining: every held-out number then uses one context view). Every query
+#    MSE rises, and the copy-based baselines rise most: with one view, the nearest camera is often far from
+#    the query's.
+# 2. In the landing figure, render with `model.predict(..., use_mean=False)`: each rendering commits to one
+#    sample of the latents. The pictures change little while the KL is small; the table's "one sample" row
+#    gives the price in MSE.
+# 3. Replace `best_blur` by `0.0` in `baseline_predictions`: the "blurred" baseline becomes the sharp nearest
+#    view again, its MSE rises and its SSIM rises — the trade-off that makes the blurred copy the stronger MSE
+#    baseline.
+# 4. Set `SIGMA_ANNEAL_FRACTION = 0.1`, the paper's proportion (retrains, about 12 minutes): $\sigma$ reaches
+#    0.7 at step 400, and the KL curve shows when the latents come into use; compare the held-out MSE curve
+#    with this page's.
+# 5. Set `CANDIDATES = 24` in the localisation cell (no retraining): candidates every $15°$. The generative
+#    scores can now be up to $7.5°$ off even when they pick the best candidate, while the regressor's row,
+#    which does not use the grid, stays as it is.
 #
 # **Further reading.** The paper's supplementary material describes the three representation networks and
 # the datasets in detail {cite}`eslami2018gqn`; Rosenbaum et al. {cite}`rosenbaum2018localization` add
