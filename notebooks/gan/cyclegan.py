@@ -376,58 +376,6 @@ def learning_rate_factor(step: int, steps: int) -> float:
 
 
 # %% [markdown]
-# ## Losses, the {term}`history buffer` and the learning-rate schedule
-#
-# The losses are the equations above, term by term. The image pool follows the paper's code: until it
-# holds 50 images it stores every generated image and returns it unchanged; afterwards each new image is,
-# with probability ½, swapped with a random stored one (the stored one goes to the discriminator, the new
-# one stays in the pool), else returned as it is. So about half of what the discriminator sees as "fake"
-# comes from earlier generators.
-
-# %%
-def lsgan_loss(scores: torch.Tensor, target: float) -> torch.Tensor:
-    return (scores - target).pow(2).mean()
-
-
-def l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return (a - b).abs().mean()
-
-
-class ImagePool:
-    def __init__(self, size: int = POOL_SIZE, seed: int = SEED):
-        self.size, self.images = size, []
-        self.random = random.Random(seed)
-
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        returned = []
-        for image in images.detach():
-            if len(self.images) < self.size:
-                self.images.append(image)
-                returned.append(image)
-            elif self.random.random() < 0.5:
-                index = self.random.randrange(self.size)
-                returned.append(self.images[index])
-                self.images[index] = image
-            else:
-                returned.append(image)
-        return torch.stack(returned)
-
-    def state_dict(self):
-        return {"images": torch.stack(self.images) if self.images else torch.zeros(0),
-                "random": torch.tensor(self.random.getstate()[1], dtype=torch.int64)}
-
-    def load_state_dict(self, state):
-        self.images = list(state["images"].to(device))
-        self.random.setstate((3, tuple(int(v) for v in state["random"].tolist()), None))
-
-
-def learning_rate_factor(step: int, steps: int) -> float:
-    """1 for the first DECAY_FROM of training, then linearly down to 0 at the last step."""
-    start = int(DECAY_FROM * steps)
-    return 1.0 if step < start else 1.0 - (step - start) / (steps - start)
-
-
-# %% [markdown]
 # ## Sanity checks that training cannot change
 #
 # Checked on untrained networks and on the helpers, with fixed sizes so that every profile prints the
