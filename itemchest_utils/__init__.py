@@ -5,8 +5,9 @@ from .data import (DATASETS, UNPAIRED_DATASETS, CorruptDatasetError, DatasetUnav
                    load_unpaired_folders)
 from .classifiers import (AttributeClassifier, ReferenceClassifier, attribute_accuracy, classify, classify_attributes,
                           mnist_classifier, shapes_classifier, train_attribute_classifier, train_reference_classifier)
-from .metrics import (ModeCoverage, bernoulli_log_likelihood, bits_per_dim_to_nats, diagonal_gaussian_log_density,
-                      frechet_distance, frechet_distance_gaussians, importance_weighted_bound, log_mean_exp,
+from .metrics import (ModeCoverage, average_bound, average_importance_weighted_bound, bernoulli_log_likelihood,
+                      bits_per_dim_to_nats, diagonal_gaussian_log_density, frechet_distance,
+                      frechet_distance_gaussians, importance_weighted_bound, log_mean_exp,
                       mode_coverage, nats_to_bits_per_dim, nearest_neighbours, parzen_log_likelihood,
                       select_parzen_sigma, ssim, standard_normal_log_density)
 from .plotting import (image_grid, plot_history, save_animation, show_animation, show_images,

@@ -55,6 +55,11 @@ class ImageDataset:
             f"{c}x{h}x{w}, {len(self.classes)} classes; {self.source})"
         )
 
+    def __str__(self) -> str:   # what print() shows on a page: two short lines
+        c, h, w = self.image_shape
+        return (f"{self.name}: {len(self.train_images):,} training and {len(self.test_images):,} test images, "
+                f"{c}×{h}×{w}, {len(self.classes)} classes\nsource: {self.source}")
+
 
 def data_dir() -> Path:
     """Where full datasets are cached: ``$ITEMCHEST_DATA``, else the user's cache directory."""

@@ -50,6 +50,38 @@ def importance_weighted_bound(log_weights: torch.Tensor) -> torch.Tensor:
     return log_mean_exp(log_weights, dim=0)
 
 
+@torch.no_grad()
+def average_bound(bound, data: torch.Tensor, *, samples: int = 1, batch_size: int = 500,
+                  device: torch.device | str | None = None) -> torch.Tensor:
+    """The mean over ``data`` and over ``samples`` draws of each per-example term that ``bound(batch)``
+    returns (for example an ELBO, its reconstruction term and its KL): one mean per term."""
+    from .data import TensorBatches
+
+    totals = None
+    for batch in TensorBatches(data, batch_size=batch_size):
+        batch = batch.to(device) if device is not None else batch
+        for _ in range(samples):
+            terms = torch.stack([term.sum().cpu() for term in bound(batch)])
+            totals = terms if totals is None else totals + terms
+    return totals / (samples * len(data))
+
+
+@torch.no_grad()
+def average_importance_weighted_bound(log_weights, data: torch.Tensor, k: int, *, chunk: int = 250,
+                                      batch_size: int = 50,
+                                      device: torch.device | str | None = None) -> float:
+    """The mean k-sample importance-weighted bound over ``data``. ``log_weights(batch, n)`` returns
+    log w of shape (n, batch) for n fresh samples; the k samples are drawn ``chunk`` at a time."""
+    from .data import TensorBatches
+
+    per_example = []
+    for batch in TensorBatches(data, batch_size=batch_size):
+        batch = batch.to(device) if device is not None else batch
+        log_w = torch.cat([log_weights(batch, min(chunk, k - i)) for i in range(0, k, chunk)])
+        per_example.append(importance_weighted_bound(log_w).cpu())
+    return torch.cat(per_example).mean().item()
+
+
 def nats_to_bits_per_dim(nats: float | torch.Tensor, dimensions: int) -> float | torch.Tensor:
     """A negative log-likelihood in nats per example → bits per dimension."""
     return nats / (dimensions * math.log(2))

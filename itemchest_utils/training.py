@@ -35,6 +35,7 @@ from .runtime import cache_root, describe_device
 CHECKPOINT_VARIABLE = "ITEMCHEST_CHECKPOINTS"
 SKIP_TRAINING_VARIABLE = "ITEMCHEST_SKIP_TRAINING"
 STOP_AFTER_VARIABLE = "ITEMCHEST_STOP_AFTER"
+SUMMARY_WIDTH = 100   # characters: a stored output line the page shows without scrolling
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -87,9 +88,10 @@ class History:
         steps = self.steps[-1] + 1 if self.steps else 0
         final = ", ".join(f"{key} {value:.4g}" for key, value in self.final().items())
         window = min(100, len(self.steps))
+        means = textwrap.fill(f"mean of the last {window} training steps: {final}", SUMMARY_WIDTH,
+                              subsequent_indent="    ", break_on_hyphens=False)
         return (f"{self.description}: {steps:,} steps in {self.wall_time:,.0f} s on {self.device or 'an unknown device'}"
-                f" ({self.images_per_second:,.0f} images/s)."
-                + (f"\nmean of the last {window} training steps: {final}" if final else ""))
+                f" ({self.images_per_second:,.0f} images/s)." + (f"\n{means}" if final else ""))
 
     def as_state(self) -> dict:
         return {"steps": list(self.steps), "metrics": {k: list(v) for k, v in self.metrics.items()},

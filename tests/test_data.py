@@ -21,6 +21,14 @@ def test_embedded_mnist_shapes_values_and_split():
     assert len(mnist.test_labels[:20].unique()) >= 6  # stored shuffled, not sorted by class
 
 
+def test_a_printed_dataset_names_its_size_and_source_in_short_lines():
+    printed = str(load_images())
+    assert printed.splitlines() == [
+        "mnist_embedded: 4,000 training and 1,000 test images, 1×28×28, 10 classes",
+        "source: " + load_images().source]
+    assert all(len(line) <= 100 for line in printed.splitlines())
+
+
 def test_embedded_split_is_fixed_and_disjoint():
     first = embedded_mnist()
     embedded_mnist.cache_clear()

@@ -120,3 +120,37 @@ def test_ssim_rejects_mismatched_or_tiny_images():
         ssim(torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 15))
     with pytest.raises(ValueError, match="smaller than"):
         ssim(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8))
+
+
+def test_average_bound_is_the_mean_of_each_term_over_data_and_draws():
+    from itemchest_utils import average_bound
+
+    data = torch.arange(12.0).view(6, 2)
+    draws = iter(range(100))
+
+    def bound(batch):   # two terms per example; the second changes from draw to draw
+        offset = float(next(draws))
+        return batch.sum(1), torch.full((len(batch),), offset)
+
+    means = average_bound(bound, data, samples=3, batch_size=4)
+    # batches of 4 and 2 examples, 3 draws each: offsets 0, 1, 2 then 3, 4, 5
+    expected_offset = (4 * (0 + 1 + 2) + 2 * (3 + 4 + 5)) / (3 * 6)
+    assert torch.allclose(means, torch.tensor([data.sum(1).mean().item(), expected_offset]))
+
+
+def test_average_importance_weighted_bound_draws_k_samples_in_chunks():
+    from itemchest_utils import average_importance_weighted_bound, importance_weighted_bound
+
+    torch.manual_seed(0)
+    table = torch.randn(10, 7)   # log weights: 10 samples for each of 7 examples
+    data = torch.arange(7.0).view(7, 1)
+    drawn = []
+
+    def log_weights(batch, n):
+        start = sum(drawn) % 10
+        drawn.append(n)
+        return table[start:start + n, batch[:, 0].long()]
+
+    chunked = average_importance_weighted_bound(log_weights, data, 10, chunk=4, batch_size=7)
+    assert drawn == [4, 4, 2]
+    assert chunked == pytest.approx(importance_weighted_bound(table).mean().item(), abs=1e-6)

@@ -168,19 +168,6 @@ return Array.from(document.images)
   .filter(img => img.offsetParent !== null && img.naturalWidth > 200 && img.clientWidth < 0.45 * img.naturalWidth)
   .map(img => [img.clientWidth, img.naturalWidth, (img.currentSrc || img.src).slice(0, 80)]);
 """
-# Pages not yet held to the width rules, and why: each leaves this list when its code is wrapped or it is re-executed.
-WIDTH_RULES_PENDING = {
-    "notebooks/gan/stargan.html": "stored run predates the rules (wide figures and tables)",
-    "notebooks/flow/glow.html": "stored run predates the rules; its rewrite awaits a book run",
-    "notebooks/gan/discogan.html": "stored run predates the rules; its rewrite awaits a book run",
-    "notebooks/diffusion/ddpm.html": "code lines over 100 characters",
-    "notebooks/diffusion/ddim.html": "code lines over 100 characters",
-    "notebooks/autoregressive/pixelcnn.html": "code lines over 100 characters",
-    "notebooks/autoregressive/vqvae.html": "code lines over 100 characters",
-    "notebooks/diffusion/score_sde.html": "code lines over 100 characters",
-    "notebooks/flow/flow_matching.html": "code lines over 100 characters",
-    "notebooks/diffusion/guidance.html": "code lines over 100 characters",
-}
 
 RAW_MATH = re.compile(r"\$\$|\\\(|\\\[|\\begin\{|(?<![\w$])\$[^$\s][^$\n]{0,200}?[^$\s\\]\$(?![\w$])")
 
@@ -203,11 +190,10 @@ def check_page(driver, server: str, site: Path, relative: str) -> list[str]:
     errors = driver.execute_script("return document.querySelectorAll('mjx-merror').length;")
     if errors:
         problems.append(f"{relative}: {errors} MathJax error(s)")
-    if relative not in WIDTH_RULES_PENDING:
-        for wide, box, overflow, text in driver.execute_script(OVERFLOWING_BLOCKS):
-            problems.append(f"{relative}: a block {wide} px wide in a {box}-px box (overflow {overflow}): {text!r}")
-        for drawn, natural, src in driver.execute_script(SHRUNK_IMAGES):
-            problems.append(f"{relative}: an image drawn {drawn} px wide of its {natural} px: {src!r}")
+    for wide, box, overflow, text in driver.execute_script(OVERFLOWING_BLOCKS):
+        problems.append(f"{relative}: a block {wide} px wide in a {box}-px box (overflow {overflow}): {text!r}")
+    for drawn, natural, src in driver.execute_script(SHRUNK_IMAGES):
+        problems.append(f"{relative}: an image drawn {drawn} px wide of its {natural} px: {src!r}")
     for src, complete, width in driver.execute_script(IMAGES):
         if not complete or width == 0:
             problems.append(f"{relative}: image not shown: {src[:120]}")

@@ -70,6 +70,17 @@ def test_finished_run_prints_the_same_summary_when_resumed(tmp_path, capsys):
     assert first.startswith("demo: 10 steps in ") and "cpu (" in first and "mean of the last 10" in first
 
 
+def test_summary_lines_fit_the_page_width():
+    from itemchest_utils.training import SUMMARY_WIDTH, History
+
+    names = [f"discriminator_loss_{k}" for k in range(8)]
+    history = History(steps=list(range(50)), metrics={n: [1.2345678] * 50 for n in names}, wall_time=12.0,
+                      images_seen=800, device="cpu (2 threads)", description="a long run description")
+    lines = history.summary().splitlines()
+    assert len(lines) > 2 and all(len(line) <= SUMMARY_WIDTH for line in lines[1:])
+    assert all(name in history.summary() for name in names)
+
+
 def test_nan_in_any_value_names_it_and_keeps_the_last_checkpoint(tmp_path):
     path = tmp_path / "run.pt"
     model = nn.Linear(1, 1)

@@ -58,14 +58,14 @@ from torch import nn
 import itemchest_utils as icu
 
 config = icu.pick_config(
-    smoke=dict(dataset="mnist_embedded", colour_dataset="shapes", colour_sizes=(1000, 200), hidden=32,
-               codes=16, code_dim=8, batch_size=32, lr=2e-3, steps=100, colour_steps=80, restart_every=10,
-               prior_channels=16, prior_layers=7, prior_steps=50, prior_lr=3e-3, samples=16,
-               fid_samples=16),
-    book=dict(dataset="mnist_embedded", colour_dataset="shapes", colour_sizes=(4000, 1000), hidden=64,
-              codes=128, code_dim=32, batch_size=64, lr=1e-3, steps=1500, colour_steps=1500,
-              restart_every=100, prior_channels=32, prior_layers=7, prior_steps=4000, prior_lr=1e-3,
-              samples=64, fid_samples=200),
+    smoke=dict(dataset="mnist_embedded", colour_dataset="shapes", colour_sizes=(1000, 200),
+               hidden=32, codes=16, code_dim=8, batch_size=32, lr=2e-3, steps=100, colour_steps=80,
+               restart_every=10, prior_channels=16, prior_layers=7, prior_steps=50, prior_lr=3e-3,
+               samples=16, fid_samples=16),
+    book=dict(dataset="mnist_embedded", colour_dataset="shapes", colour_sizes=(4000, 1000),
+              hidden=64, codes=128, code_dim=32, batch_size=64, lr=1e-3, steps=1500,
+              colour_steps=1500, restart_every=100, prior_channels=32, prior_layers=7,
+              prior_steps=4000, prior_lr=1e-3, samples=64, fid_samples=200),
     full=dict(dataset="mnist", colour_dataset="cifar10", colour_sizes=None, hidden=256, codes=512,
               code_dim=64, batch_size=128, lr=2e-4, steps=100_000, colour_steps=250_000,
               restart_every=1000, prior_channels=128, prior_layers=15, prior_steps=100_000,
@@ -148,10 +148,14 @@ config
 
 # %%
 mnist = icu.load_images(config.dataset)
-train_digits = mnist.train_images                                             # grey levels, (N, 1, 28, 28)
-test_binary = icu.binarize(mnist.test_images.flatten(1), seed=1).view(-1, 1, 28, 28)  # as on the VAE page
-train_fixed = icu.binarize(train_digits.flatten(1), seed=2).view(-1, 1, 28, 28)      # for code statistics
-digit_batches = icu.TensorBatches(train_digits, batch_size=config.batch_size, seed=SEED, device=device)
+# grey levels, (N, 1, 28, 28)
+train_digits = mnist.train_images
+# as on the VAE page
+test_binary = icu.binarize(mnist.test_images.flatten(1), seed=1).view(-1, 1, 28, 28)
+# for code statistics
+train_fixed = icu.binarize(train_digits.flatten(1), seed=2).view(-1, 1, 28, 28)
+digit_batches = icu.TensorBatches(train_digits, batch_size=config.batch_size, seed=SEED,
+                                  device=device)
 
 
 def load_colour_images():
@@ -166,7 +170,8 @@ def load_colour_images():
 
 
 colour_name, train_colour, test_colour = load_colour_images()
-colour_batches = icu.TensorBatches(train_colour, batch_size=config.batch_size, seed=SEED, device=device)
+colour_batches = icu.TensorBatches(train_colour, batch_size=config.batch_size, seed=SEED,
+                                   device=device)
 print(f"{mnist.name}: {len(train_digits):,} training / {len(test_binary):,} held-out digits, "
       f"{tuple(train_digits.shape[1:])}")
 print(f"{colour_name}: {len(train_colour):,} training / {len(test_colour):,} held-out images, "
@@ -191,8 +196,8 @@ class ResidualBlock(nn.Module):
 
     def __init__(self, channels: int):
         super().__init__()
-        self.body = nn.Sequential(nn.ReLU(), nn.Conv2d(channels, channels // 2, 3, padding=1), nn.ReLU(),
-                                  nn.Conv2d(channels // 2, channels, 1))
+        self.body = nn.Sequential(nn.ReLU(), nn.Conv2d(channels, channels // 2, 3, padding=1),
+                                  nn.ReLU(), nn.Conv2d(channels // 2, channels, 1))
 
     def forward(self, x):
         return x + self.body(x)
@@ -237,7 +242,8 @@ class VectorQuantizer(nn.Module):
         self.codebook = nn.Parameter(torch.empty(self.num_codes, self.dim).uniform_(-limit, limit))
         self.register_buffer("usage", torch.zeros(self.num_codes))       # uses since the last check
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
-        self.register_buffer("dead", torch.zeros(()))                    # unused codes at the last check
+        # unused codes at the last check
+        self.register_buffer("dead", torch.zeros(()))
         self.register_buffer("ema_count", torch.ones(self.num_codes))    # N_i (EMA variant)
         self.register_buffer("ema_sum", self.codebook.detach().clone())  # m_i (EMA variant)
 
@@ -250,9 +256,9 @@ class VectorQuantizer(nn.Module):
     def lookup(self, codes):
         """Code grids (B, H, W) of integers → z_q (B, D, H, W)."""
         if codes.dtype != torch.long or codes.min() < 0 or codes.max() >= self.num_codes:
-            raise ValueError(f"codes must be integers in 0 … {self.num_codes - 1} (this codebook has K = "
-                             f"{self.num_codes}); got {codes.dtype}, max {codes.max().item()}: codes from "
-                             "another codebook?")
+            raise ValueError(f"codes must be integers in 0 … {self.num_codes - 1} (this codebook "
+                             f"has K = {self.num_codes}); got {codes.dtype}, max "
+                             f"{codes.max().item()}: codes from another codebook?")
         return self.codebook[codes].permute(0, 3, 1, 2)
 
     def forward(self, z_e):
@@ -285,7 +291,8 @@ def straight_through(z_e, z_q):
 
 
 def reconstruction_nats(model, output, x):
-    """−log p(x | z_q) per image: Bernoulli logits, or a Gaussian of fixed variance (without its constant)."""
+    """−log p(x | z_q) per image: Bernoulli logits, or a Gaussian of fixed variance (without its
+    constant)."""
     if model.likelihood == "bernoulli":
         return F.binary_cross_entropy_with_logits(output, x, reduction="none").sum((1, 2, 3))
     return (model.to_image(output) - x).pow(2).sum((1, 2, 3)) / (2 * model.pixel_variance)
@@ -293,8 +300,8 @@ def reconstruction_nats(model, output, x):
 
 # %%
 class VQVAE(nn.Module):
-    def __init__(self, image_shape, hidden: int, num_codes: int, dim: int, likelihood: str = "bernoulli",
-                 pixel_variance: float = 1.0):
+    def __init__(self, image_shape, hidden: int, num_codes: int, dim: int,
+                 likelihood: str = "bernoulli", pixel_variance: float = 1.0):
         super().__init__()
         if likelihood not in ("bernoulli", "gaussian"):
             raise ValueError(f"likelihood must be 'bernoulli' or 'gaussian', not {likelihood!r}")
@@ -306,8 +313,9 @@ class VQVAE(nn.Module):
 
     def encode(self, x):
         if tuple(x.shape[1:]) != self.image_shape:
-            raise ValueError(f"this model takes images of shape (N, {', '.join(map(str, self.image_shape))});"
-                             f" got {tuple(x.shape)}. Resize them, or use a model built for that shape.")
+            raise ValueError("this model takes images of shape (N, "
+                             f"{', '.join(map(str, self.image_shape))}); got {tuple(x.shape)}. "
+                             "Resize them, or use a model built for that shape.")
         return self.encoder(x if self.likelihood == "bernoulli" else x - 0.5)
 
     def forward(self, x):
@@ -355,7 +363,8 @@ x_check = test_binary[:8].to(device)
 output, z_e, z_q, codes = check_model(x_check)
 print("z_e, z_q:", tuple(z_e.shape), tuple(z_q.shape), "| codes:", tuple(codes.shape),
       "| decoder output:", tuple(output.shape))
-print("z_q is the codebook row of each code:", torch.equal(z_q, quantizer.codebook[codes].permute(0, 3, 1, 2)))
+print("z_q is the codebook row of each code:",
+      torch.equal(z_q, quantizer.codebook[codes].permute(0, 3, 1, 2)))
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -370,7 +379,8 @@ codebook_loss, commitment_loss = vq_losses(z_e, z_q)
 total = reconstruction + codebook_loss.sum() + BETA * commitment_loss.sum()
 encoder_gradient, codebook_gradient = torch.autograd.grad(total, [z_e, quantizer.codebook])
 print("encoder gets decoder gradient + 2β(z_e − e):",
-      torch.allclose(encoder_gradient, at_decoder + 2 * BETA * (z_e - z_q).detach(), rtol=1e-4, atol=1e-5))
+      torch.allclose(encoder_gradient, at_decoder + 2 * BETA * (z_e - z_q).detach(),
+                     rtol=1e-4, atol=1e-5))
 flat_e, flat_codes = z_e.detach().permute(0, 2, 3, 1).reshape(-1, 8), codes.flatten()
 expected = torch.zeros_like(quantizer.codebook).index_add_(
     0, flat_codes, 2 * (quantizer.codebook.detach()[flat_codes] - flat_e))
@@ -434,13 +444,14 @@ def ema_update(quantizer, flat, codes, epsilon=1e-5):
     quantizer.ema_sum.mul_(EMA_DECAY).add_(one_hot.T @ flat, alpha=1 - EMA_DECAY)      # m_i
     n = quantizer.ema_count.sum()
     smoothed = (quantizer.ema_count + epsilon) / (n + quantizer.num_codes * epsilon) * n
-    quantizer.codebook.copy_(quantizer.ema_sum / smoothed[:, None])                    # e_i = m_i / N_i
+    # e_i = m_i / N_i
+    quantizer.codebook.copy_(quantizer.ema_sum / smoothed[:, None])
 
 
 @torch.no_grad()
 def track_usage(quantizer, counts, flat, restart: bool):
-    """Count code use; every restart_every steps note the unused (dead) codes and, with restarts, move
-    each onto a random encoder output of the current batch."""
+    """Count code use; every restart_every steps note the unused (dead) codes and, with restarts,
+    move each onto a random encoder output of the current batch."""
     quantizer.usage += counts
     quantizer.steps += 1
     if quantizer.steps % config.restart_every == 0:
@@ -482,7 +493,8 @@ def make_training(model, update: str, restart: bool, prepare):
 # %%
 MODEL_SETTINGS = ("hidden", "codes", "code_dim", "batch_size", "lr", "restart_every")
 TRAINING_CODE = [ResidualBlock, make_encoder, make_decoder, VectorQuantizer, VQVAE, vq_losses,
-                 straight_through, reconstruction_nats, perplexity, ema_update, track_usage, make_training]
+                 straight_through, reconstruction_nats, perplexity, ema_update, track_usage,
+                 make_training]
 RECIPES = {"paper": ("loss", False), "restarts": ("loss", True), "ema": ("ema", False),
            "ema_restarts": ("ema", True)}  # name: (codebook update, restart dead codes)
 RECIPE_NAMES = {"paper": "the paper's (codebook loss)", "restarts": "codebook loss + restarts",
@@ -492,10 +504,12 @@ RECIPE_NAMES = {"paper": "the paper's (codebook loss)", "restarts": "codebook lo
 def train_vqvae(name, image_shape, batches, prepare, steps, dataset, **model_options):
     update, restart = RECIPES[name.split("/")[-1]]
     icu.seed_everything(SEED)
-    model = VQVAE(image_shape, config.hidden, config.codes, config.code_dim, **model_options).to(device)
+    model = VQVAE(image_shape, config.hidden, config.codes, config.code_dim,
+                  **model_options).to(device)
     optimizer, train_step = make_training(model, update, restart, prepare)
     settings = {key: getattr(config, key) for key in MODEL_SETTINGS}
-    history = icu.fit(train_step, batches, steps=steps, state={"model": model, "optimizer": optimizer},
+    history = icu.fit(train_step, batches, steps=steps,
+                      state={"model": model, "optimizer": optimizer},
                       run=f"vqvae/{name.replace('/', '_')}", code=TRAINING_CODE,
                       config={**settings, "dataset": dataset, "steps": steps, "update": update,
                               "restart": restart, **model_options},
@@ -514,10 +528,12 @@ def train_vqvae(name, image_shape, batches, prepare, steps, dataset, **model_opt
 digit_models, digit_histories = {}, {}
 for recipe in RECIPES:
     digit_models[recipe], digit_histories[recipe] = train_vqvae(
-        f"digits/{recipe}", (1, 28, 28), digit_batches, torch.bernoulli, config.steps, config.dataset)
+        f"digits/{recipe}", (1, 28, 28), digit_batches, torch.bernoulli, config.steps,
+        config.dataset)
 model = digit_models["restarts"]  # the page's digits model from here on
-print(f"VQ-VAE: {sum(p.numel() for p in model.parameters()):,} parameters; K = {config.codes} codes of "
-      f"D = {config.code_dim}; grid {tuple(model.encode(test_binary[:1].to(device)).shape[2:])}")
+print(f"VQ-VAE: {sum(p.numel() for p in model.parameters()):,} parameters; K = {config.codes} "
+      f"codes of D = {config.code_dim}; grid "
+      f"{tuple(model.encode(test_binary[:1].to(device)).shape[2:])}")
 
 # %% [markdown]
 # Below, the codebook usage over training: the perplexity of each training batch's code assignments (of
@@ -529,7 +545,8 @@ fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
 for recipe, history in digit_histories.items():
     icu.plot_history(history, keys=["perplexity"], window=20, ax=axes[0], ylabel="perplexity")
     icu.plot_history(history, keys=["dead_codes"], window=1, ax=axes[1], ylabel="codes")
-    icu.plot_history(history, keys=["reconstruction"], window=20, ax=axes[2], ylabel="nats per digit")
+    icu.plot_history(history, keys=["reconstruction"], window=20, ax=axes[2],
+                     ylabel="nats per digit")
 for ax, title in zip(axes, ["code usage (batch perplexity)", "dead codes",
                             "reconstruction −log p(x | z_q)"]):
     lines = ax.get_lines()
@@ -565,10 +582,13 @@ def evaluate(model, images, batch_size=500):
 
 
 def position_prior_nats(train_codes, codes):
-    """−log p(codes) per grid under each position's code frequencies in train_codes (add-one smoothed)."""
+    """−log p(codes) per grid under each position's code frequencies in train_codes (add-one
+    smoothed)."""
     height, width = train_codes.shape[1:]
-    offset = torch.arange(height * width).view(height, width) * config.codes   # one bin per (position, code)
-    counts = torch.bincount((train_codes + offset).flatten(), minlength=height * width * config.codes)
+    # one bin per (position, code)
+    offset = torch.arange(height * width).view(height, width) * config.codes
+    counts = torch.bincount((train_codes + offset).flatten(),
+                            minlength=height * width * config.codes)
     counts = counts.view(height, width, config.codes).float() + 1
     log_p = (counts / counts.sum(-1, keepdim=True)).log()
     return -log_p.gather(-1, codes.permute(1, 2, 0)).sum((0, 1))
@@ -579,15 +599,18 @@ def usage_summary(model, test_images, train_images):
     _, train_codes = evaluate(model, train_images)
     used = torch.bincount(train_codes.flatten(), minlength=config.codes) > 0
     counts = torch.bincount(codes.flatten(), minlength=config.codes)
-    return dict(nats=nats.mean().item(), perplexity=perplexity(counts).item(), dead=int((~used).sum()),
+    return dict(nats=nats.mean().item(), perplexity=perplexity(counts).item(),
+                dead=int((~used).sum()),
                 position_nats=position_prior_nats(train_codes, codes).mean().item(),
                 codes=codes, per_image=nats)
 
 
 # %%
-digit_summary = {recipe: usage_summary(m, test_binary, train_fixed) for recipe, m in digit_models.items()}
+digit_summary = {recipe: usage_summary(m, test_binary, train_fixed)
+                 for recipe, m in digit_models.items()}
 icu.seed_everything(SEED)
-untrained_digits = usage_summary(VQVAE((1, 28, 28), config.hidden, config.codes, config.code_dim).to(device),
+untrained_digits = usage_summary(VQVAE((1, 28, 28), config.hidden, config.codes,
+                                       config.code_dim).to(device),
                                  test_binary, train_fixed)
 pixel_means = train_digits.mean(0).clamp(1e-3, 1 - 1e-3)
 pixel_baseline = F.binary_cross_entropy(pixel_means.expand_as(test_binary), test_binary,
@@ -623,24 +646,28 @@ icu.show_table(["digits model", "held-out reconstruction nats", "held-out perple
 
 # %%
 colour_variance = train_colour.var().item()
-colour_model, colour_history = train_vqvae("colour/restarts", (3, 32, 32), colour_batches, lambda x: x,
-                                           config.colour_steps, config.colour_dataset,
-                                           likelihood="gaussian", pixel_variance=round(colour_variance, 6))
+colour_model, colour_history = train_vqvae("colour/restarts", (3, 32, 32), colour_batches,
+                                           lambda x: x, config.colour_steps, config.colour_dataset,
+                                           likelihood="gaussian",
+                                           pixel_variance=round(colour_variance, 6))
 
 
 @torch.no_grad()
 def mean_squared_error(model, images):
-    errors = [(model.to_image(model(b.to(device))[0]).clamp(0, 1) - b.to(device)).pow(2).mean((1, 2, 3)).cpu()
+    errors = [(model.to_image(model(b.to(device))[0]).clamp(0, 1) - b.to(device))
+              .pow(2).mean((1, 2, 3)).cpu()
               for b in icu.TensorBatches(images, batch_size=500)]
     return torch.cat(errors).mean().item()
 
 
 icu.seed_everything(SEED)
-untrained_colour = VQVAE((3, 32, 32), config.hidden, config.codes, config.code_dim, "gaussian").to(device)
+untrained_colour = VQVAE((3, 32, 32), config.hidden, config.codes, config.code_dim,
+                         "gaussian").to(device)
 colour_mse = mean_squared_error(colour_model, test_colour)
 colour_baseline = (test_colour - train_colour.mean(0)).pow(2).mean().item()
 _, colour_codes = evaluate(colour_model, test_colour)
-colour_perplexity = perplexity(torch.bincount(colour_codes.flatten(), minlength=config.codes)).item()
+colour_perplexity = perplexity(torch.bincount(colour_codes.flatten(),
+                                              minlength=config.codes)).item()
 icu.show_table(["colour model", "held-out MSE per pixel", "held-out perplexity"],
                [["mean training image", colour_baseline, "—"],
                 ["untrained autoencoder", mean_squared_error(untrained_colour, test_colour), "—"],
@@ -655,7 +682,8 @@ icu.show_table(["colour model", "held-out MSE per pixel", "held-out perplexity"]
 # %%
 with torch.no_grad():
     digit_recon = model.to_image(model(test_binary[:16].to(device))[0]).cpu()
-    colour_recon = colour_model.to_image(colour_model(test_colour[:16].to(device))[0]).clamp(0, 1).cpu()
+    colour_recon = (colour_model.to_image(colour_model(test_colour[:16].to(device))[0])
+                    .clamp(0, 1).cpu())
 fig, axes = plt.subplots(2, 1, figsize=(10, 3.6))
 icu.show_images(torch.cat([test_binary[:16], digit_recon]), nrow=16, ax=axes[0],
                 title=f"digits: held-out / reconstruction from 7×7 codes (K = {config.codes})")
@@ -691,8 +719,9 @@ first, second = digit_summary["restarts"]["codes"][:10], digit_summary["restarts
 left_right, top_bottom = swap_codes(first, second)
 with torch.no_grad():
     decoded = {name: model.to_image(model.decode_codes(grid.to(device))).cpu()
-               for name, grid in [("first", first), ("second", second), ("left of first | right of second",
-                                  left_right), ("top of first / bottom of second", top_bottom)]}
+               for name, grid in [("first", first), ("second", second),
+                                  ("left of first | right of second", left_right),
+                                  ("top of first / bottom of second", top_bottom)]}
 fig, axes = plt.subplots(6, 1, figsize=(8, 6.4))
 strips = [("first digit", test_binary[:10]), ("second digit", test_binary[10:20]), *decoded.items()]
 for ax, (title, images) in zip(axes, strips):
@@ -739,8 +768,8 @@ class MaskedConv2d(nn.Conv2d):
 
 
 def stack_masks(kernel: int, first: bool):
-    """Vertical: rows above (and the current row after the first layer). Horizontal: pixels to the left
-    (and the current one after the first layer)."""
+    """Vertical: rows above (and the current row after the first layer). Horizontal: pixels to the
+    left (and the current one after the first layer)."""
     vertical, horizontal = torch.zeros(kernel, kernel), torch.zeros(1, kernel)
     vertical[: kernel // 2 + (0 if first else 1)] = 1
     horizontal[0, : kernel // 2 + (0 if first else 1)] = 1
@@ -788,8 +817,8 @@ class GatedPixelCNN(nn.Module):
     def forward(self, codes):
         """Logits (B, K, H, W) of p(k_i | k_<i) at every position."""
         if codes.dtype != torch.long or codes.min() < 0 or codes.max() >= self.num_codes:
-            raise ValueError(f"this prior models codes 0 … {self.num_codes - 1}; got {codes.dtype} with max "
-                             f"{codes.max().item()}: codes from another codebook?")
+            raise ValueError(f"this prior models codes 0 … {self.num_codes - 1}; got {codes.dtype} "
+                             f"with max {codes.max().item()}: codes from another codebook?")
         return self.network(self.embed(codes).permute(0, 3, 1, 2))
 
 
@@ -902,17 +931,19 @@ else:
 # Code grids sampled from the prior, decoded to pixel probabilities (left); for contrast, grids of codes drawn
 # uniformly and independently — the prior the VQ-VAE was trained with (right).
 
-# %% tags=["landing-figure"]
+# %% tags=["landing-figure"] landing_crop=[0.079, 0.085, 0.447, 0.64]
 sampling_start = time.perf_counter()
 sampled_codes = sample_codes(prior, config.samples, (7, 7), seed=3)
 sampling_seconds = time.perf_counter() - sampling_start
-uniform_codes = torch.randint(config.codes, (32, 7, 7), generator=torch.Generator().manual_seed(4)).to(device)
+uniform_codes = torch.randint(config.codes, (32, 7, 7),
+                              generator=torch.Generator().manual_seed(4)).to(device)
 with torch.no_grad():
     prior_samples = model.to_image(model.decode_codes(sampled_codes)).cpu()
     uniform_samples = model.to_image(model.decode_codes(uniform_codes)).cpu()
 fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), gridspec_kw={"width_ratios": [2, 1]})
 icu.show_images(prior_samples, nrow=8 if config.samples > 16 else 4, ax=axes[0],
-                title=f"codes from the PixelCNN prior, decoded ({config.prior_steps:,} prior steps)")
+                title="codes from the PixelCNN prior, decoded "
+                      f"({config.prior_steps:,} prior steps)")
 icu.show_images(uniform_samples[:16], nrow=4, ax=axes[1], title="uniform random codes, decoded")
 plt.tight_layout()
 plt.show()
@@ -937,7 +968,8 @@ test_features, _ = icu.classify(classifier, mnist.test_images)
 
 def decoded_samples(codes, batch_size=500):
     with torch.no_grad():
-        return torch.cat([model.to_image(model.decode_codes(c)).cpu() for c in codes.split(batch_size)])
+        return torch.cat([model.to_image(model.decode_codes(c)).cpu()
+                          for c in codes.split(batch_size)])
 
 
 def sample_scores(images):
@@ -945,22 +977,26 @@ def sample_scores(images):
     return icu.frechet_distance(features, test_features), icu.mode_coverage(probabilities)
 
 
-uniform_grids = torch.randint(config.codes, (config.fid_samples, 7, 7), generator=torch.Generator().manual_seed(6))
+uniform_grids = torch.randint(config.codes, (config.fid_samples, 7, 7),
+                              generator=torch.Generator().manual_seed(6))
 sample_table = {
     "training digits (the floor)": sample_scores(train_digits[:config.fid_samples]),
-    "PixelCNN prior, decoded": sample_scores(decoded_samples(sample_codes(prior, config.fid_samples, (7, 7), 5))),
+    "PixelCNN prior, decoded":
+        sample_scores(decoded_samples(sample_codes(prior, config.fid_samples, (7, 7), 5))),
     "uniform codes, decoded": sample_scores(decoded_samples(uniform_grids.to(device))),
 }
-icu.show_table(["samples", "FID (MNIST-clf)", "classes covered", "class entropy (nats)", "mean confidence"],
+icu.show_table(["samples", "FID (MNIST-clf)", "classes covered", "class entropy (nats)",
+                "mean confidence"],
                [[name, fid, c.classes_covered, c.entropy, c.mean_confidence]
                 for name, (fid, c) in sample_table.items()])
 print(f"{config.fid_samples:,} images per row, against {len(mnist.test_images):,} held-out digits")
-prior_fid, uniform_fid = sample_table["PixelCNN prior, decoded"][0], sample_table["uniform codes, decoded"][0]
+prior_fid, uniform_fid = (sample_table["PixelCNN prior, decoded"][0],
+                          sample_table["uniform codes, decoded"][0])
 
 # %% [markdown]
 # In the stored run the prior's samples reach an FID (MNIST-classifier features) of 163.7, against 30.5 for as many
 # training digits and 1,475 for decoded uniform codes. The classifier finds all ten classes among them, spread
-# almost evenly (class entropy 2.20 nats; 2.30 is uniform), and reads them with a mean confidence of 0.87 (training
+# almost evenly (class entropy 2.20 nats; $\ln 10 \approx 2.30$ is uniform), and reads them with a mean confidence of 0.87 (training
 # digits: 0.99). The [DDPM page](../diffusion/ddpm.ipynb), with the same protocol on the same digits, reaches 61.0
 # with its 1,000-step sampler: diffusion does much better here. Two things weigh on this page's number: its samples
 # are the pixel probabilities of a model of *binarized* digits rather than grey levels, and its prior is small and
@@ -978,7 +1014,8 @@ prior_fid, uniform_fid = sample_table["PixelCNN prior, decoded"][0], sample_tabl
 # %%
 @torch.no_grad()
 def prior_nats_per_grid(prior, codes, batch_size=500):
-    return torch.cat([F.cross_entropy(prior(c.to(device)), c.to(device), reduction="none").sum((1, 2)).cpu()
+    return torch.cat([F.cross_entropy(prior(c.to(device)), c.to(device),
+                                      reduction="none").sum((1, 2)).cpu()
                       for c in codes.split(batch_size)])
 
 
@@ -1002,15 +1039,18 @@ def bits_per_dim(nats):
 # %%
 vae_elbo, vae_iwae = icu.read_result("vae", "test_elbo"), icu.read_result("vae", "test_iwae")
 bound, bound_error = mean_and_error(bound_per_digit)
-reconstruction_mean, prior_mean = reconstruction_per_digit.mean().item(), prior_per_digit.mean().item()
+reconstruction_mean, prior_mean = (reconstruction_per_digit.mean().item(),
+                                   prior_per_digit.mean().item())
 table = [[f"VQ-VAE + PixelCNN prior (K = {config.codes})", -bound, bound_error, bits_per_dim(bound),
           reconstruction_mean, prior_mean],
-         ["VQ-VAE + position-wise code frequencies", -(reconstruction_mean + position_nats.mean().item()),
-          "—", bits_per_dim(reconstruction_mean + position_nats.mean().item()), reconstruction_mean,
+         ["VQ-VAE + position-wise code frequencies",
+          -(reconstruction_mean + position_nats.mean().item()), "—",
+          bits_per_dim(reconstruction_mean + position_nats.mean().item()), reconstruction_mean,
           position_nats.mean().item()],
          ["VQ-VAE + uniform prior (as trained)", -(reconstruction_mean + uniform_nats), "—",
           bits_per_dim(reconstruction_mean + uniform_nats), reconstruction_mean, uniform_nats]]
-for name, row in (("VAE page, z = 20: ELBO", vae_elbo), ("VAE page, z = 20: IWAE estimate", vae_iwae)):
+for name, row in (("VAE page, z = 20: ELBO", vae_elbo),
+                  ("VAE page, z = 20: IWAE estimate", vae_iwae)):
     table.append([name, row and row["value"], "—", row and bits_per_dim(-row["value"]), "—", "—"])
 icu.show_table(["model", "log p(x) ≥ (nats per digit)", "± s.e.", "bits/dim (≥ −log p / 784 ln 2)",
                 "reconstruction nats", "prior / KL nats"], table)
@@ -1020,15 +1060,16 @@ if vae_elbo is None:
     print("the VAE rows show — until the VAE page has been run in this profile: run it first")
 
 # %% [markdown]
-# In the stored run the two-stage bound is −208.2 ± 0.7 nats per digit (0.383 bits/dim), against the VAE page's
-# ELBO of −108.7 and IWAE estimate of −103.8 on the same binarized digits: almost twice the VAE's negative
-# log-likelihood bound. The two parts say why. The VQ-VAE's reconstruction term, 34.0 nats, is far better than the
-# VAE's (81.5 nats on that page); its latent term is far worse: 174.2 nats to name a digit's code under the PixelCNN
-# prior, against the VAE's KL of 27.2 nats. Nothing in VQ-VAE training makes the codes cheap to describe — the prior
-# is uniform during training (237.7 nats, whatever the code), so the encoder uses the full capacity of
-# $49 \log 128$ nats to improve the reconstruction, down to details that the prior then has to pay for. The PixelCNN
-# saves 63.5 nats against the uniform prior and 38.6 against the position-wise frequencies. Its training curve is
-# still falling, but slowly — about 2 nats over the last 1,000 steps — against a gap of about 100 nats to the VAE.
+# In the stored run the two-stage bound is −208.2 ± 0.7 nats per digit (0.383 bits/dim), against the [VAE
+# page](../vae/vae.ipynb)'s ELBO of −108.7 and IWAE estimate of −103.8 on the same binarized digits: almost twice the
+# VAE's negative log-likelihood bound. The two parts say why. The VQ-VAE's reconstruction term, 34.0 nats, is far
+# better than the VAE's (81.5 nats on that page); its latent term is far worse: 174.2 nats to name a digit's code
+# under the PixelCNN prior, against the VAE's KL of 27.2 nats. Nothing in VQ-VAE training makes the codes cheap to
+# describe — the prior is uniform during training (237.7 nats, whatever the code), so the encoder uses the full
+# capacity of $49 \log 128$ nats to improve the reconstruction, down to details that the prior then has to pay for.
+# The PixelCNN saves tens of nats against both the uniform prior and the position-wise frequencies (the rows above).
+# Its training curve is still falling, but slowly — about 2 nats over the last 1,000 steps — against a gap of about
+# 100 nats to the VAE.
 #
 # The recipe table shows the same trade from the other side: the paper's recipe without restarts uses only 19 codes,
 # reconstructs worse (45.6 nats), and with the position-wise frequencies alone reaches 166 nats — a better bound
@@ -1066,36 +1107,44 @@ if vae_elbo is None:
 
 # %%
 run_device = icu.describe_device(device)
-digit_data = f"{len(test_binary):,} held-out binarized {mnist.name} digits (the VAE page's binarization)"
+digit_data = (f"{len(test_binary):,} held-out binarized {mnist.name} digits "
+              "(the VAE page's binarization)")
 main, main_time = digit_summary["restarts"], round(digit_histories["restarts"].wall_time)
 rows = [
-    dict(key="bound_nats", metric="two-stage bound on −log p(x), VQ-VAE + PixelCNN (nats per digit)",
+    dict(key="bound_nats",
+         metric="two-stage bound on −log p(x), VQ-VAE + PixelCNN (nats per digit)",
          value=round(bound, 2), steps=config.steps + config.prior_steps,
-         wall_time_s=main_time + round(prior_history.wall_time), paper="4.67 bits/dim (CIFAR-10; VAE 4.51)",
+         wall_time_s=main_time + round(prior_history.wall_time),
+         paper="4.67 bits/dim (CIFAR-10; VAE 4.51)",
          note=f"± {bound_error:.2f} s.e.; {bits_per_dim(bound):.3f} bits/dim", headline=True),
     dict(key="reconstruction_nats", metric="reconstruction −log p(x | z_q) (nats per digit)",
          value=round(reconstruction_mean, 2)),
     dict(key="prior_nats", metric="prior −log p(codes), Gated PixelCNN (nats per digit)",
-         value=round(prior_mean, 2), steps=config.prior_steps, wall_time_s=round(prior_history.wall_time),
-         note=f"uniform prior: {uniform_nats:.1f}"),
+         value=round(prior_mean, 2), steps=config.prior_steps,
+         wall_time_s=round(prior_history.wall_time), note=f"uniform prior: {uniform_nats:.1f}"),
     dict(key="perplexity", metric=f"code perplexity, held-out digits (K = {config.codes})",
          value=round(main["perplexity"], 1)),
     dict(key="dead_codes", metric=f"codes unused by the training digits (of {config.codes})",
          value=main["dead"], data=f"{len(train_fixed):,} training digits"),
 ]
 rows += [dict(key=f"perplexity_{r}", metric=f"code perplexity, {RECIPE_NAMES[r]}",
-              value=round(digit_summary[r]["perplexity"], 1), wall_time_s=round(digit_histories[r].wall_time),
-              note=f"reconstruction {digit_summary[r]['nats']:.1f} nats; {digit_summary[r]['dead']} dead codes")
+              value=round(digit_summary[r]["perplexity"], 1),
+              wall_time_s=round(digit_histories[r].wall_time),
+              note=f"reconstruction {digit_summary[r]['nats']:.1f} nats; "
+                   f"{digit_summary[r]['dead']} dead codes")
          for r in ("paper", "ema", "ema_restarts")]
-rows.append(dict(key="fid", metric="FID (MNIST-classifier features), PixelCNN prior samples decoded",
+rows.append(dict(key="fid",
+                 metric="FID (MNIST-classifier features), PixelCNN prior samples decoded",
                  value=round(prior_fid, 2), steps=config.steps + config.prior_steps,
-                 data=f"{config.fid_samples:,} samples vs {len(mnist.test_images):,} held-out {mnist.name} digits",
+                 data=f"{config.fid_samples:,} samples vs {len(mnist.test_images):,} held-out "
+                      f"{mnist.name} digits",
                  wall_time_s=main_time + round(prior_history.wall_time),
                  note=f"training digits: {sample_table['training digits (the floor)'][0]:.1f}; "
                       f"uniform codes: {uniform_fid:.1f}"))
-rows.append(dict(key="colour_mse", metric=f"held-out MSE per pixel, {colour_name}", value=round(colour_mse, 5),
-                 data=f"{len(test_colour):,} held-out {colour_name}", steps=config.colour_steps,
-                 wall_time_s=round(colour_history.wall_time), note=f"mean image: {colour_baseline:.4f}"))
+rows.append(dict(key="colour_mse", metric=f"held-out MSE per pixel, {colour_name}",
+                 value=round(colour_mse, 5), data=f"{len(test_colour):,} held-out {colour_name}",
+                 steps=config.colour_steps, wall_time_s=round(colour_history.wall_time),
+                 note=f"mean image: {colour_baseline:.4f}"))
 icu.record_results("vqvae", rows, defaults=dict(device=run_device, paper=None, data=digit_data,
                                                 steps=config.steps, wall_time_s=main_time))
 
@@ -1119,23 +1168,28 @@ gates = config.gates
 print(f"digits: reconstruction {main['nats']:.1f} nats (EMA {digit_summary['ema']['nats']:.1f}), "
       f"pixel baseline {pixel_baseline:.1f}, untrained {untrained_digits['nats']:.1f}")
 print(f"colour: MSE {colour_mse:.4f}, mean-image baseline {colour_baseline:.4f}")
-print(f"perplexity {main['perplexity']:.1f} (untrained {untrained_digits['perplexity']:.1f}); dead codes "
-      f"{main['dead']} with restarts, {digit_summary['paper']['dead']} without")
-print(f"prior nats {prior_mean:.1f}: uniform {uniform_nats:.1f}, position-wise {position_nats.mean():.1f}, "
-      f"untrained {untrained_prior_nats:.1f}")
-print(f"FID (MNIST-classifier features): prior samples {prior_fid:.1f}, uniform codes {uniform_fid:.1f}")
+print(f"perplexity {main['perplexity']:.1f} (untrained {untrained_digits['perplexity']:.1f}); "
+      f"dead codes {main['dead']} with restarts, {digit_summary['paper']['dead']} without")
+print(f"prior nats {prior_mean:.1f}: uniform {uniform_nats:.1f}, position-wise "
+      f"{position_nats.mean():.1f}, untrained {untrained_prior_nats:.1f}")
+print(f"FID (MNIST-classifier features): prior samples {prior_fid:.1f}, "
+      f"uniform codes {uniform_fid:.1f}")
 
 # %%
-assert main["nats"] < gates.reconstruction_fraction * pixel_baseline, "the digits model did not learn"
-assert digit_summary["ema"]["nats"] < gates.reconstruction_fraction * pixel_baseline, "EMA variant did not learn"
+assert main["nats"] < gates.reconstruction_fraction * pixel_baseline, (
+    "the digits model did not learn")
+assert digit_summary["ema"]["nats"] < gates.reconstruction_fraction * pixel_baseline, (
+    "EMA variant did not learn")
 assert colour_mse < gates.colour_fraction * colour_baseline, "the colour model did not learn"
 assert main["perplexity"] > gates.perplexity_floor, "codebook collapse: too few codes in use"
 if gates.restart_check:
     assert main["dead"] < digit_summary["paper"]["dead"], "restarts did not revive dead codes"
 assert prior_mean < gates.prior_fraction * uniform_nats, "the prior is no better than uniform"
 if gates.context_check:
-    assert prior_mean < position_nats.mean().item(), "the prior does not use the context of earlier codes"
-assert prior_fid < gates.fid_fraction * uniform_fid, "samples from the prior are no closer to digits"
+    assert prior_mean < position_nats.mean().item(), (
+        "the prior does not use the context of earlier codes")
+assert prior_fid < gates.fid_fraction * uniform_fid, (
+    "samples from the prior are no closer to digits")
 print("quality gates passed")
 
 # %% [markdown]

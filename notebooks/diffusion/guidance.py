@@ -64,14 +64,16 @@ config = icu.pick_config(
                blocks=1, attention=(8,), batch_size=32, lr=1e-3, warmup=10, ema_decay=0.9,
                p_uncond=0.2, digit_steps=60, sampling_steps=5,
                samples_per_digit=2, guidance_weights=(0, 0.5, 1, 2, 4, 8),
-               shapes_images=600, shapes_resolution=16, shapes_multipliers=(1, 2, 2), shapes_attention=(4,),
-               shapes_steps=40, samples_per_pair=2, shapes_guidance_weights=(0, 1, 3)),
+               shapes_images=600, shapes_resolution=16, shapes_multipliers=(1, 2, 2),
+               shapes_attention=(4,), shapes_steps=40, samples_per_pair=2,
+               shapes_guidance_weights=(0, 1, 3)),
     book=dict(dataset="mnist_embedded", diffusion_steps=1000, channels=16, multipliers=(1, 2, 4),
               blocks=1, attention=(8,), batch_size=64, lr=1e-3, warmup=100, ema_decay=0.995,
               p_uncond=0.2, digit_steps=1300,
               sampling_steps=50, samples_per_digit=20, guidance_weights=(0, 0.5, 1, 2, 4, 8),
-              shapes_images=10_000, shapes_resolution=16, shapes_multipliers=(1, 2, 2), shapes_attention=(4,),
-              shapes_steps=3000, samples_per_pair=50, shapes_guidance_weights=(0, 1, 3)),
+              shapes_images=10_000, shapes_resolution=16, shapes_multipliers=(1, 2, 2),
+              shapes_attention=(4,), shapes_steps=3000, samples_per_pair=50,
+              shapes_guidance_weights=(0, 1, 3)),
     full=dict(dataset="mnist", diffusion_steps=1000, channels=128, multipliers=(1, 2, 2, 2),
               blocks=2, attention=(16,), batch_size=128, lr=2e-4, warmup=5000, ema_decay=0.9999,
               p_uncond=0.2, digit_steps=100_000,
@@ -221,9 +223,10 @@ def ddim_step(x, t, t_previous, eps, clip=True, eta=0.0, noise=None):
 
 
 @torch.inference_mode()
-def guided_sample(model, labels, null_labels, w, x_T, steps, clip=True, batch_size=250, eta=0.0, seed=0):
-    """DDIM samples for ``labels`` from the noise ``x_T``, guided with weight w; deterministic at η = 0, with
-    fresh noise (drawn from ``seed``) at every step for η > 0."""
+def guided_sample(model, labels, null_labels, w, x_T, steps, clip=True, batch_size=250,
+                  eta=0.0, seed=0):
+    """DDIM samples for ``labels`` from the noise ``x_T``, guided with weight w; deterministic at η
+    = 0, with fresh noise (drawn from ``seed``) at every step for η > 0."""
     generator = torch.Generator().manual_seed(seed)
     w = guidance_weight(w)
     if len(labels) != len(x_T):
@@ -497,7 +500,7 @@ print(f"{len(asked_digits)} digits × {config.sampling_steps} DDIM steps per w, 
 print(f"per digit: {per_digit[0]:.3f} s unguided, {per_digit[guidance_weights[-1]]:.3f} s guided "
       "(two evaluations per step)")
 
-# %% tags=["landing-figure"]
+# %% tags=["landing-figure"] landing_crop=[0.01, 0.53, 0.5, 0.98]
 fig, axes = plt.subplots(len(guidance_weights), 1, figsize=(10, 0.8 * len(guidance_weights) + 0.5))
 for ax, w in zip(axes, guidance_weights):
     icu.show_images(to_digits(digit_samples[w][:20]), nrow=20, ax=ax)
@@ -667,8 +670,10 @@ def pair_labels(pairs) -> torch.Tensor:
     for shape, colour in pairs:
         for name, value in zip(ATTRIBUTES, (shape, colour)):
             if value not in icu.ATTRIBUTE_VALUES[name]:
-                raise ValueError(f"unknown {name} {value!r}; choose one of {icu.ATTRIBUTE_VALUES[name]}")
-        rows.append([icu.ATTRIBUTE_VALUES["shape"].index(shape), icu.ATTRIBUTE_VALUES["colour"].index(colour)])
+                raise ValueError(f"unknown {name} {value!r}; choose one of "
+                                 f"{icu.ATTRIBUTE_VALUES[name]}")
+        rows.append([icu.ATTRIBUTE_VALUES["shape"].index(shape),
+                     icu.ATTRIBUTE_VALUES["colour"].index(colour)])
     return torch.tensor(rows, dtype=torch.long).reshape(-1, 2)
 
 
@@ -678,7 +683,8 @@ def is_held_out(labels):
 
 
 # %%
-shape_images, shape_attributes = icu.shapes_dataset(config.shapes_images, RESOLUTION, seed=SEED, **FIXED)
+shape_images, shape_attributes = icu.shapes_dataset(config.shapes_images, RESOLUTION,
+                                                    seed=SEED, **FIXED)
 shape_labels = torch.stack([shape_attributes.shape, shape_attributes.colour], dim=1)
 keep = ~is_held_out(shape_labels)
 shape_train_x, shape_train_labels = shape_images[keep] * 2 - 1, shape_labels[keep]
@@ -686,7 +692,8 @@ shape_batches = icu.TensorBatches(shape_train_x, shape_train_labels, batch_size=
                                   seed=SEED, device=device)
 print(f"{len(shape_train_x):,} training images of {config.shapes_images:,} rendered "
       f"({int((~keep).sum()):,} with a held-out pair removed), 3×{RESOLUTION}×{RESOLUTION}")
-icu.show_images(shape_images[:24], nrow=24, title="training renders (before the held-out pairs are removed)")
+icu.show_images(shape_images[:24], nrow=24,
+                title="training renders (before the held-out pairs are removed)")
 
 # %% [markdown]
 # **A denoiser conditioned on two attributes.** `icu.UNet` embeds one label. The page's subclass gives each
@@ -713,15 +720,17 @@ class AttributeUNet(icu.UNet):
 
     def embed(self, t, labels):
         names, sizes = list(self.attribute_sizes), self.null_labels.to(t.device)
-        if labels is None or labels.dtype != torch.long or tuple(labels.shape) != (len(t), len(names)):
+        if (labels is None or labels.dtype != torch.long
+                or tuple(labels.shape) != (len(t), len(names))):
             given = None if labels is None else (tuple(labels.shape), labels.dtype)
-            raise ValueError(f"labels must be long integers of shape (batch, {len(names)}), one column per "
-                             f"attribute {tuple(names)}; got {given}")
+            raise ValueError(f"labels must be long integers of shape (batch, {len(names)}), "
+                             f"one column per attribute {tuple(names)}; got {given}")
         invalid = (labels < 0) | (labels > sizes)
         if invalid.any():
             column = int(invalid.any(0).nonzero()[0])
             raise ValueError(f"attribute {names[column]!r} takes 0 … {int(sizes[column]) - 1} "
-                             f"({int(sizes[column])} = dropped); got {int(labels[invalid[:, column], column][0])}")
+                             f"({int(sizes[column])} = dropped); got "
+                             f"{int(labels[invalid[:, column], column][0])}")
         embedding = self.time_mlp(icu.sinusoidal_embedding(t, self.channels))
         for column, table in zip(labels.unbind(dim=1), self.attribute_embeddings):
             embedding = embedding + table(column)
@@ -730,8 +739,10 @@ class AttributeUNet(icu.UNet):
 
 def make_shapes_unet():
     return AttributeUNet(ATTRIBUTE_SIZES, in_channels=3, channels=config.channels,
-                         channel_multipliers=config.shapes_multipliers, blocks_per_level=config.blocks,
-                         attention_resolutions=config.shapes_attention, dropout=DROPOUT, image_size=RESOLUTION)
+                         channel_multipliers=config.shapes_multipliers,
+                         blocks_per_level=config.blocks,
+                         attention_resolutions=config.shapes_attention,
+                         dropout=DROPOUT, image_size=RESOLUTION)
 
 
 # %% [markdown]
@@ -749,7 +760,8 @@ small = AttributeUNet(ATTRIBUTE_SIZES, in_channels=3, channels=8, channel_multip
                       blocks_per_level=1, attention_resolutions=(8,), image_size=16)
 one_image, one_step = torch.zeros(1, 3, 16, 16), torch.tensor([1])
 print("AttributeUNet output shape:",
-      tuple(small(torch.zeros(2, 3, 16, 16), torch.tensor([5, 900]), pair_labels([("triangle", "red")] * 2)).shape))
+      tuple(small(torch.zeros(2, 3, 16, 16), torch.tensor([5, 900]),
+                  pair_labels([("triangle", "red")] * 2)).shape))
 
 
 def refused(call):
@@ -764,7 +776,8 @@ print("clear errors for an unknown digit and for a w that is not a finite number
       refused(lambda: digit_labels([3, 11]))
       and all(refused(lambda: guidance_weight(w)) for w in (float("nan"), float("inf"), "2", None)))
 print("and for an unknown shape or colour, a value out of range, labels of the wrong shape:",
-      refused(lambda: pair_labels([("triangle", "teal")])) and refused(lambda: pair_labels([("star", "red")]))
+      refused(lambda: pair_labels([("triangle", "teal")]))
+      and refused(lambda: pair_labels([("star", "red")]))
       and refused(lambda: small(one_image, one_step, torch.tensor([[0, 7]])))
       and refused(lambda: small(one_image, one_step, torch.tensor([0, 1]))))
 
@@ -784,10 +797,11 @@ shapes_history = icu.fit(
     steps=config.shapes_steps,
     state=shapes_state,
     run="guidance/shapes",
-    config={**{k: getattr(config, k) for k in TRAINING_SETTINGS if k not in ("dataset", "multipliers", "attention")},
-            "steps": config.shapes_steps, "shapes_images": config.shapes_images, "resolution": RESOLUTION,
-            "multipliers": config.shapes_multipliers, "attention": config.shapes_attention,
-            "held_out": HELD_OUT_PAIRS, "fixed": FIXED},
+    config={**{k: getattr(config, k)
+               for k in TRAINING_SETTINGS if k not in ("dataset", "multipliers", "attention")},
+            "steps": config.shapes_steps, "shapes_images": config.shapes_images,
+            "resolution": RESOLUTION, "multipliers": config.shapes_multipliers,
+            "attention": config.shapes_attention, "held_out": HELD_OUT_PAIRS, "fixed": FIXED},
     code=[*TRAINING_CODE, AttributeUNet, make_shapes_unet],
     description="shape-and-colour-conditional U-Net, three pairs held out",
 )
@@ -823,7 +837,8 @@ print("reference classifier on real renders: " + ", ".join(
 def render_requests(labels, seed=3):
     """Real renders of the requested pairs, at random size, angle and position."""
     attributes = icu.sample_shape_attributes(len(labels), seed=seed, **FIXED)
-    return icu.render_shapes(attributes.replace(shape=labels[:, 0], colour=labels[:, 1]), RESOLUTION)
+    return icu.render_shapes(attributes.replace(shape=labels[:, 0], colour=labels[:, 1]),
+                             RESOLUTION)
 
 
 def drawn_pairs(images):
@@ -844,7 +859,8 @@ def to_unit(x):
 
 # %%
 GROUP_PAIRS = {"held-out pairs": HELD_OUT_PAIRS, "seen pairs": SEEN_PAIRS}
-groups = {group: pair_labels(pairs * config.samples_per_pair) for group, pairs in GROUP_PAIRS.items()}
+groups = {group: pair_labels(pairs * config.samples_per_pair)
+          for group, pairs in GROUP_PAIRS.items()}
 shapes_weights = [guidance_weight(w) for w in config.shapes_guidance_weights]
 shape_noise = torch.randn(len(groups["seen pairs"]), 3, RESOLUTION, RESOLUTION,
                           generator=torch.Generator().manual_seed(11))
@@ -856,15 +872,16 @@ for group, labels in groups.items():
                                      config.sampling_steps, eta=1.0, seed=12)
     composition[group, "untrained"] = pair_scores(to_unit(untrained_shapes), labels)
     for w in shapes_weights:
-        shape_samples[group, w] = to_unit(guided_sample(shapes_model, labels, null_attributes, w, shape_noise,
-                                                        config.sampling_steps, eta=1.0, seed=12))
+        shape_samples[group, w] = to_unit(guided_sample(shapes_model, labels, null_attributes, w,
+                                                        shape_noise, config.sampling_steps,
+                                                        eta=1.0, seed=12))
         composition[group, w] = pair_scores(shape_samples[group, w], labels)
 icu.show_table(["asked for", "sampler", "shape right", "colour right", "both right"],
                [[group, name if isinstance(name, str) else f"w = {name:g}", *scores.values()]
                 for (group, name), scores in composition.items()])
 requests = len(groups["seen pairs"])
-print(f"{requests} requests per group; chance: shape 1/3, colour 1/6, both 1/18; standard error of a share: "
-      f"at most {0.5 / math.sqrt(requests):.3f}")
+print(f"{requests} requests per group; chance: shape 1/3, colour 1/6, both 1/18; "
+      f"standard error of a share: at most {0.5 / math.sqrt(requests):.3f}")
 
 # %%
 fig, axes = plt.subplots(1, 3, figsize=(12, 3.4), sharey=True)
@@ -872,14 +889,16 @@ for ax, key in zip(axes, ("shape", "colour", "both")):
     for group, style in (("seen pairs", "-"), ("held-out pairs", "--")):
         ax.plot(range(len(shapes_weights)), [composition[group, w][key] for w in shapes_weights],
                 ls=style, marker="o", label=group)
-    ax.axhline(composition["held-out pairs", "real renders"][key], color="grey", ls=":", label="real renders")
+    ax.axhline(composition["held-out pairs", "real renders"][key], color="grey", ls=":",
+               label="real renders")
     ax.set(title=f"{key} right", xlabel="guidance weight w", ylim=(0, 1.05))
     ax.set_xticks(range(len(shapes_weights)), [f"{w:g}" for w in shapes_weights])
     ax.grid(alpha=0.3)
 axes[0].set_ylabel("share of samples")
 axes[0].legend(fontsize=8)
-fig.suptitle(f"{config.samples_per_pair} samples per pair and w, {config.sampling_steps} steps (η = 1), "
-             f"{config.shapes_steps:,} training steps on {len(shape_train_x):,} images", fontsize=10)
+fig.suptitle(f"{config.samples_per_pair} samples per pair and w, {config.sampling_steps} steps "
+             f"(η = 1), {config.shapes_steps:,} training steps on {len(shape_train_x):,} images",
+             fontsize=10)
 plt.tight_layout()
 plt.show()
 
@@ -888,9 +907,11 @@ fig, axes = plt.subplots(2, 1, figsize=(10, 0.75 * (len(shapes_weights) + 1) + 1
 per_pair = min(6, config.samples_per_pair)
 for ax, group in zip(axes, groups):  # samples are ordered pair 1, 2, 3, pair 1, 2, 3, …
     shown = torch.arange(3).repeat_interleave(per_pair) + 3 * torch.arange(per_pair).repeat(3)
-    rows = [render_requests(groups[group][shown])] + [shape_samples[group, w][shown] for w in shapes_weights]
+    rows = ([render_requests(groups[group][shown])]
+            + [shape_samples[group, w][shown] for w in shapes_weights])
     icu.show_images(torch.cat(rows), nrow=len(shown), ax=ax)
-    ax.set_title(f"{group} ({', '.join(f'{c} {s}' for s, c in GROUP_PAIRS[group])}, {per_pair} each): real renders, "
+    ax.set_title(f"{group} ({', '.join(f'{c} {s}' for s, c in GROUP_PAIRS[group])}, "
+                 f"{per_pair} each): real renders, "
                  f"then w = " + ", ".join(f"{w:g}" for w in shapes_weights), fontsize=9, loc="left")
 plt.tight_layout()
 plt.show()
@@ -910,8 +931,9 @@ def most_drawn(images, labels, pair):
 
 
 icu.show_table(["asked for", *[f"drawn most often, w = {w:g}" for w in shapes_weights]],
-               [[f"{colour} {shape}", *[most_drawn(shape_samples["held-out pairs", w], groups["held-out pairs"],
-                                                   (shape, colour)) for w in shapes_weights]]
+               [[f"{colour} {shape}",
+                 *[most_drawn(shape_samples["held-out pairs", w], groups["held-out pairs"],
+                              (shape, colour)) for w in shapes_weights]]
                 for shape, colour in HELD_OUT_PAIRS])
 
 # %% [markdown]
@@ -930,7 +952,7 @@ icu.show_table(["asked for", *[f"drawn most often, w = {w:g}" for w in shapes_we
 # triangles. Blue squares gain most from guidance (30% → 80% drawn as asked), but at $w = 3$ their grid shows
 # speckled, textured squares: amplifying an extrapolated $\epsilon_c - \epsilon_\varnothing$ also amplifies its
 # errors. Red triangles rise from 42% to 62%, as ragged red shapes. Guidance raises both groups, and the gap
-# between them stays between 0.43 and 0.55 at every $w$: it sharpens what the network predicts for a request, but
+# between them stays about as wide at every $w$: it sharpens what the network predicts for a request, but
 # it does not supply a pairing the network never learned. This is one short run at 16×16 with three held-out pairs;
 # a larger model, more data or other held-out pairs may compose better (try it yourself, below).
 
@@ -973,9 +995,11 @@ for w in guidance_weights:
                      paper=PAPER_FID.get(w) and f"{PAPER_FID[w]} (ImageNet 64×64, Table 1)",
                      note=f"training digits: {reference['fid']:.2f}; "
                           f"untrained network: {untrained['fid']:.1f}"))
-digit_run = dict(steps=config.digit_steps, wall_time_s=round(digit_history.wall_time), device=run_device)
+digit_run = dict(steps=config.digit_steps, wall_time_s=round(digit_history.wall_time),
+                 device=run_device)
 rows = [{**digit_run, **row} for row in rows]
-shapes_run = dict(steps=config.shapes_steps, wall_time_s=round(shapes_history.wall_time), device=run_device)
+shapes_run = dict(steps=config.shapes_steps, wall_time_s=round(shapes_history.wall_time),
+                  device=run_device)
 for group, short in (("seen pairs", "seen"), ("held-out pairs", "heldout")):
     for w in shapes_weights:
         scores = composition[group, w]
@@ -983,7 +1007,8 @@ for group, short in (("seen pairs", "seen"), ("held-out pairs", "heldout")):
                          metric=f"shapes, {group}: shape and colour right, w = {w:g}",
                          data=f"{len(groups[group])} samples, {RESOLUTION}×{RESOLUTION}, pairs "
                               + ", ".join(f"{c} {s}" for s, c in GROUP_PAIRS[group]),
-                         note=f"shape {scores['shape']:.3f}, colour {scores['colour']:.3f}; real renders: both "
+                         note=f"shape {scores['shape']:.3f}, colour {scores['colour']:.3f}; "
+                              "real renders: both "
                               f"{composition[group, 'real renders']['both']:.3f}", **shapes_run))
 icu.record_results("guidance", rows)
 
@@ -1043,10 +1068,13 @@ icu.show_table(
 
 # %%
 gates = config.gates
-shape_test_images, shape_test_attributes = icu.shapes_dataset(500, RESOLUTION, seed=SEED + 1, **FIXED)
-shape_test = (shape_test_images * 2 - 1, torch.stack([shape_test_attributes.shape, shape_test_attributes.colour], 1))
+shape_test_images, shape_test_attributes = icu.shapes_dataset(500, RESOLUTION,
+                                                              seed=SEED + 1, **FIXED)
+shape_test = (shape_test_images * 2 - 1,
+              torch.stack([shape_test_attributes.shape, shape_test_attributes.colour], 1))
 heldout_mse = {"digits": (label_effect["true label c"], label_effect["untrained network"]),
-               "shapes": (heldout_noise_mse(shapes_model, *shape_test), heldout_noise_mse(zero_network, *shape_test))}
+               "shapes": (heldout_noise_mse(shapes_model, *shape_test),
+                          heldout_noise_mse(zero_network, *shape_test))}
 best_seen = max(composition["seen pairs", w]["both"] for w in shapes_weights)
 best_guided = max(sweep[w]["accuracy"] for w in guidance_weights if w > 0)
 print("held-out noise MSE: " + ", ".join(f"{name} {trained:.4f} (untrained {untrained_mse:.3f})"
@@ -1069,7 +1097,8 @@ if gates.guidance_check:
     assert best_guided >= unguided["accuracy"] + gates.guidance_gain * (1 - unguided["accuracy"]), (
         "guidance does not make samples show the asked digit more often")
     assert strongest["coverage"] < most_varied, "guidance does not reduce diversity"
-assert best_seen >= gates.seen_pairs_accuracy, "the shapes model does not draw the asked shape and colour"
+assert best_seen >= gates.seen_pairs_accuracy, (
+    "the shapes model does not draw the asked shape and colour")
 print("quality gates passed")
 
 # %% [markdown]

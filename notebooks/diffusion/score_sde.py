@@ -67,13 +67,16 @@ import itemchest_utils as icu
 
 config = icu.pick_config(
     smoke=dict(dataset="mnist_embedded", toy_steps=300, toy_samples=500, langevin_steps=20,
-               channels=8, multipliers=(1, 2, 2), blocks=1, attention=(8,), steps=40, ablation_steps=20,
-               batch_size=32, lr=1e-3, warmup=10, ema_decay=0.9, fid_samples=8, ablation_samples=8,
+               channels=8, multipliers=(1, 2, 2), blocks=1, attention=(8,), steps=40,
+               ablation_steps=20, batch_size=32, lr=1e-3, warmup=10, ema_decay=0.9,
+               fid_samples=8, ablation_samples=8,
                edm_steps=(2, 3), edm_ablation_steps=3, ddpm_edm_steps=(2,),
-               vp_em_nfe=(4,), vp_pc_nfe=(4,), vp_ode_nfe=(4,), likelihood_digits=4, likelihood_steps=4),
+               vp_em_nfe=(4,), vp_pc_nfe=(4,), vp_ode_nfe=(4,),
+               likelihood_digits=4, likelihood_steps=4),
     book=dict(dataset="mnist_embedded", toy_steps=3000, toy_samples=2000, langevin_steps=100,
-              channels=16, multipliers=(1, 2, 4), blocks=1, attention=(8,), steps=1200, ablation_steps=400,
-              batch_size=64, lr=1e-3, warmup=100, ema_decay=0.995, fid_samples=200, ablation_samples=200,
+              channels=16, multipliers=(1, 2, 4), blocks=1, attention=(8,), steps=1200,
+              ablation_steps=400, batch_size=64, lr=1e-3, warmup=100, ema_decay=0.995,
+              fid_samples=200, ablation_samples=200,
               edm_steps=(3, 5, 10, 18), edm_ablation_steps=18, ddpm_edm_steps=(5, 10, 18),
               vp_em_nfe=(10, 20, 50, 100), vp_pc_nfe=(20, 50, 100), vp_ode_nfe=(10, 20, 50),
               likelihood_digits=100, likelihood_steps=100),
@@ -82,26 +85,33 @@ config = icu.pick_config(
               ablation_steps=20_000, batch_size=128, lr=2e-4, warmup=5000, ema_decay=0.9999,
               fid_samples=10_000, ablation_samples=2000,
               edm_steps=(3, 5, 10, 18, 40), edm_ablation_steps=18, ddpm_edm_steps=(5, 10, 18, 40),
-              vp_em_nfe=(10, 20, 50, 100, 1000), vp_pc_nfe=(20, 50, 100, 1000), vp_ode_nfe=(10, 20, 50, 100),
-              likelihood_digits=1000, likelihood_steps=200),
+              vp_em_nfe=(10, 20, 50, 100, 1000), vp_pc_nfe=(20, 50, 100, 1000),
+              vp_ode_nfe=(10, 20, 50, 100), likelihood_digits=1000, likelihood_steps=200),
     gates=dict(
-        smoke=dict(toy_weight_error=0.5, toy_score_fraction=0.95, heldout_fraction=0.9, edm_fid_fraction=1.5,
-                   vp_fid_fraction=1.5, classes=1, bits_fraction=0.9, ode_resolution=5.0),
-        book=dict(toy_weight_error=0.06, toy_score_fraction=0.2, heldout_fraction=0.5, edm_fid_fraction=0.1,
-                  vp_fid_fraction=0.3, classes=9, bits_fraction=0.5, ode_resolution=0.1),
-        full=dict(toy_weight_error=0.06, toy_score_fraction=0.2, heldout_fraction=0.4, edm_fid_fraction=0.05,
-                  vp_fid_fraction=0.1, classes=10, bits_fraction=0.4, ode_resolution=0.05)),
+        smoke=dict(toy_weight_error=0.5, toy_score_fraction=0.95, heldout_fraction=0.9,
+                   edm_fid_fraction=1.5, vp_fid_fraction=1.5, classes=1, bits_fraction=0.9,
+                   ode_resolution=5.0),
+        book=dict(toy_weight_error=0.06, toy_score_fraction=0.2, heldout_fraction=0.5,
+                  edm_fid_fraction=0.1, vp_fid_fraction=0.3, classes=9, bits_fraction=0.5,
+                  ode_resolution=0.1),
+        full=dict(toy_weight_error=0.06, toy_score_fraction=0.2, heldout_fraction=0.4,
+                  edm_fid_fraction=0.05, vp_fid_fraction=0.1, classes=10, bits_fraction=0.4,
+                  ode_resolution=0.05)),
 )
 # The score-SDE paper's settings (the same in every profile)
-VP_BETA_MIN, VP_BETA_MAX = 0.1, 20.0  # VP: β(t) rises linearly; ×1/1000 these are DDPM's 1e-4 and 0.02
+# VP: β(t) rises linearly; ×1/1000 these are DDPM's 1e-4 and 0.02
+VP_BETA_MIN, VP_BETA_MAX = 0.1, 20.0
 VE_SIGMA_MIN, VE_SIGMA_MAX = 0.01, 50.0  # VE: the default configuration's noise range
 SNR = 0.16  # the Langevin corrector's target signal-to-noise ratio
 SAMPLING_END = 1e-3  # VP samplers stop at t = ε, not at 0, where the score diverges
-BETA_1, BETA_T = 1e-4, 0.02  # DDPM's linear schedule at T = 1000: the DDPM page's network was trained with it
+# DDPM's linear schedule at T = 1000: the DDPM page's network was trained with it
+BETA_1, BETA_T = 1e-4, 0.02
 # EDM's settings
-EDM_SIGMA_MIN, EDM_SIGMA_MAX, RHO = 0.002, 80.0, 7.0  # the sampler's noise range and step-density exponent
+# the sampler's noise range and step-density exponent
+EDM_SIGMA_MIN, EDM_SIGMA_MAX, RHO = 0.002, 80.0, 7.0
 P_MEAN, P_STD = -1.2, 1.2  # training: ln σ ~ N(P_mean, P_std²)
-CHURN = dict(s_churn=40.0, s_tmin=0.05, s_tmax=50.0, s_noise=1.003)  # the paper's ImageNet-64 settings
+# the paper's ImageNet-64 settings
+CHURN = dict(s_churn=40.0, s_tmin=0.05, s_tmax=50.0, s_noise=1.003)
 DROPOUT, GRADIENT_CLIP, SEED = 0.1, 1.0, 0  # the DDPM page's recipe
 
 device = icu.pick_device()
@@ -268,7 +278,8 @@ def toy_data(n, generator):
 
 
 def toy_exact_score(x, sigma):
-    """∇ log of the mixture blurred by σ: each component N(μ_k, (1 + σ²) I), weighted by its posterior."""
+    """∇ log of the mixture blurred by σ: each component N(μ_k, (1 + σ²) I), weighted by its
+    posterior."""
     variance = 1 + sigma**2
     offsets = TOY_MEANS[None] - x[:, None]  # (n, 2 components, 2)
     logits = TOY_WEIGHTS.log() - offsets.pow(2).sum(-1) / (2 * variance)
@@ -281,12 +292,14 @@ class ToyScore(nn.Module):
     def __init__(self, hidden=128, embedding=32):
         super().__init__()
         self.embedding = embedding
-        self.net = nn.Sequential(nn.Linear(2 + embedding, hidden), nn.SiLU(), nn.Linear(hidden, hidden),
-                                 nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, 2))
+        self.net = nn.Sequential(nn.Linear(2 + embedding, hidden), nn.SiLU(),
+                                 nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, hidden),
+                                 nn.SiLU(), nn.Linear(hidden, 2))
 
     def forward(self, x, sigma):
         level = 1000 * (sigma.log() - math.log(0.1)) / math.log(100)  # 0 … 1000 across 0.1 … 10
-        scaled = x / (sigma[:, None] ** 2 + 17) ** 0.5  # 17: the mixture's variance per coordinate, about
+        # 17: the mixture's variance per coordinate, about
+        scaled = x / (sigma[:, None] ** 2 + 17) ** 0.5
         return self.net(torch.cat([scaled, icu.sinusoidal_embedding(level, self.embedding)], dim=1))
 
     def score(self, x, sigma):
@@ -308,16 +321,18 @@ def toy_training():
         optimizer.step()
         return {"dsm_loss": loss}
 
-    return SimpleNamespace(model=model, train_step=train_step, state={"model": model, "optimizer": optimizer})
+    return SimpleNamespace(model=model, train_step=train_step,
+                           state={"model": model, "optimizer": optimizer})
 
 
 icu.seed_everything(SEED)
 toy = toy_training()
-toy_history = icu.fit(toy.train_step, icu.TensorBatches(toy_data(50_000, torch.Generator().manual_seed(SEED)),
-                                                        batch_size=512, seed=SEED),
+toy_history = icu.fit(toy.train_step,
+                      icu.TensorBatches(toy_data(50_000, torch.Generator().manual_seed(SEED)),
+                                        batch_size=512, seed=SEED),
                       steps=config.toy_steps, state=toy.state, run="score_sde/toy",
-                      config=dict(toy_steps=config.toy_steps), code=[ToyScore, toy_training, dsm_loss,
-                                                                      score_from_epsilon, toy_data],
+                      config=dict(toy_steps=config.toy_steps),
+                      code=[ToyScore, toy_training, dsm_loss, score_from_epsilon, toy_data],
                       description="2-D toy, denoising score matching")
 
 
@@ -342,21 +357,24 @@ points = torch.cartesian_prod(grid, grid).to(device)
 fine = torch.linspace(-8, 8, 161)
 fine_points = torch.cartesian_prod(fine, fine).to(device)
 sigma_shown = TOY_SIGMAS[-1]
-log_density = torch.logsumexp(TOY_WEIGHTS.log() - (fine_points[:, None] - TOY_MEANS[None]).pow(2).sum(-1)
+log_density = torch.logsumexp(TOY_WEIGHTS.log()
+                              - (fine_points[:, None] - TOY_MEANS[None]).pow(2).sum(-1)
                               / (2 * (1 + sigma_shown**2)), dim=1).reshape(161, 161).T.cpu()
 fig, axes = plt.subplots(1, 2, figsize=(10, 4.8), sharey=True)
 with torch.no_grad():
     fields = {"learned: −ε_θ(x, σ)/σ": toy.model.score(points, sigma_shown),
               "exact score of the blurred mixture": toy_exact_score(points, sigma_shown)}
 for ax, (title, field) in zip(axes, fields.items()):
-    ax.contourf(fine.numpy(), fine.numpy(), log_density.clamp(min=-30).numpy(), levels=20, cmap="Greys")
+    ax.contourf(fine.numpy(), fine.numpy(), log_density.clamp(min=-30).numpy(), levels=20,
+                cmap="Greys")
     direction = field / field.norm(dim=1, keepdim=True).clamp(min=1e-8)
     ax.quiver(*points.cpu().T, *direction.cpu().T, color="C3", scale=30, width=0.004)
     ax.set_title(f"{title}, σ = {sigma_shown:g}", fontsize=10)
     ax.set_aspect("equal")
 plt.tight_layout()
 plt.show()
-toy_score_error = {s: relative_score_error(toy.model.score, s) for s in (TOY_SIGMAS[0], 1.0, TOY_SIGMAS[-1])}
+toy_score_error = {s: relative_score_error(toy.model.score, s)
+                   for s in (TOY_SIGMAS[0], 1.0, TOY_SIGMAS[-1])}
 print("relative squared error of the learned score on blurred data (a zero score: 1):\n  "
       + ", ".join(f"σ = {s:g}: {e:.3f}" for s, e in toy_score_error.items()))
 
@@ -382,9 +400,10 @@ def langevin(score, x, sigmas, steps, epsilon=2e-3, generator=None):
 generator = torch.Generator().manual_seed(4)
 start = (16 * torch.rand(config.toy_samples, 2, generator=generator) - 8).to(device)
 toy_samples = {
-    "plain Langevin at σ_L": langevin(toy.model.score, start, [TOY_SIGMAS[-1]] * 10, config.langevin_steps,
-                                      generator=generator),
-    "annealed Langevin": langevin(toy.model.score, start, TOY_SIGMAS, config.langevin_steps, generator=generator),
+    "plain Langevin at σ_L": langevin(toy.model.score, start, [TOY_SIGMAS[-1]] * 10,
+                                      config.langevin_steps, generator=generator),
+    "annealed Langevin": langevin(toy.model.score, start, TOY_SIGMAS, config.langevin_steps,
+                                  generator=generator),
     "data": toy_data(config.toy_samples, generator),
 }
 weight_low = {name: (x.sum(1) < 0).float().mean().item() for name, x in toy_samples.items()}
@@ -415,7 +434,8 @@ plt.show()
 # %%
 def check_sigma_range(sigma_min, sigma_max):
     if not 0 < sigma_min < sigma_max:
-        raise ValueError(f"noise levels need 0 < σ_min < σ_max; got σ_min = {sigma_min}, σ_max = {sigma_max}")
+        raise ValueError(f"noise levels need 0 < σ_min < σ_max; got σ_min = {sigma_min}, "
+                         f"σ_max = {sigma_max}")
 
 
 class VPSDE:
@@ -450,7 +470,8 @@ class VPSDE:
 
 # %%
 class VESDE:
-    """dx = σ(t) √(2 ln(σ_max/σ_min)) dw with σ(t) = σ_min (σ_max/σ_min)^t: NCSN in continuous time."""
+    """dx = σ(t) √(2 ln(σ_max/σ_min)) dw with σ(t) = σ_min (σ_max/σ_min)^t: NCSN in continuous
+    time."""
 
     def __init__(self, sigma_min=VE_SIGMA_MIN, sigma_max=VE_SIGMA_MAX):
         check_sigma_range(sigma_min, sigma_max)
@@ -465,7 +486,8 @@ class VESDE:
     def diffusion(self, t):
         return self.sigma(t) * (2 * math.log(self.sigma_max / self.sigma_min)) ** 0.5
 
-    def marginal(self, t):  # the exact variance ∫_0^t g² = σ(t)² − σ_min² (the official code uses σ(t)²)
+    # the exact variance ∫_0^t g² = σ(t)² − σ_min² (the official code uses σ(t)²)
+    def marginal(self, t):
         return 1.0, (self.sigma(t) ** 2 - self.sigma_min**2) ** 0.5
 
     def alpha(self, t):
@@ -517,13 +539,15 @@ SAMPLERS = {"em": 1, "pc": 2, "ode": 2}  # score evaluations per step
 
 @torch.no_grad()
 def sample_sde(sde, score, x_T, nfe, sampler="em", generator=None):
-    """From standard noise x_T (scaled to the prior) back to t = ε with `nfe` evaluations of the score."""
+    """From standard noise x_T (scaled to the prior) back to t = ε with `nfe` evaluations of the
+    score."""
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
     if int(nfe) != nfe or nfe < SAMPLERS[sampler] or nfe % SAMPLERS[sampler]:
         raise ValueError(f"{sampler} needs a positive number of evaluations divisible by "
                          f"{SAMPLERS[sampler]}, not {nfe}")
-    times = torch.linspace(1.0, SAMPLING_END, nfe // SAMPLERS[sampler] + 1, dtype=torch.float64).tolist()
+    times = torch.linspace(1.0, SAMPLING_END, nfe // SAMPLERS[sampler] + 1,
+                           dtype=torch.float64).tolist()
     x = x_T * sde.prior_std
     for i, (t, t_next) in enumerate(zip(times[:-1], times[1:])):
         if sampler == "ode":
@@ -581,8 +605,10 @@ def linear_alpha_bar(steps: int) -> torch.Tensor:
 trained = icu.load_trained("ddpm/main", code=[icu.unet, linear_alpha_bar])
 settings = trained.config
 T = settings["diffusion_steps"]  # 1,000 steps (100 in `smoke`)
-ddpm_network = icu.UNet(in_channels=1, channels=settings["channels"], channel_multipliers=settings["multipliers"],
-                        blocks_per_level=settings["blocks"], attention_resolutions=settings["attention"],
+ddpm_network = icu.UNet(in_channels=1, channels=settings["channels"],
+                        channel_multipliers=settings["multipliers"],
+                        blocks_per_level=settings["blocks"],
+                        attention_resolutions=settings["attention"],
                         image_size=32).to(device, memory_format=torch.channels_last)
 ddpm_network.load_state_dict(trained.state["ema"])
 ddpm_network.eval().requires_grad_(False)
@@ -602,9 +628,11 @@ def vp_score(x, t, network=ddpm_network):
     return score_from_epsilon(epsilon, vp.marginal(t)[1])
 
 
-naive = [abs(vp.marginal((i + 1) / T)[1] / (1 - math.exp(-discrete_B[i])) ** 0.5 - 1) for i in range(T)]
+naive = [abs(vp.marginal((i + 1) / T)[1] / (1 - math.exp(-discrete_B[i])) ** 0.5 - 1)
+         for i in range(T)]
 print(f"σ of DDPM step i vs the SDE's σ((i + 1)/T): largest difference {max(naive):.1%} "
-      f"(at i = {int(np.argmax(naive))}),\n  {np.mean(naive):.2%} on average; the interpolation removes it")
+      f"(at i = {int(np.argmax(naive))}),\n"
+      f"  {np.mean(naive):.2%} on average; the interpolation removes it")
 
 # %% [markdown]
 # ## Data and the metric
@@ -635,10 +663,12 @@ test_features, _ = icu.classify(classifier, mnist.test_images)
 
 def fid_and_classes(images):
     features, probabilities = icu.classify(classifier, to_digits(images))
-    return icu.frechet_distance(features, test_features), icu.mode_coverage(probabilities).classes_covered
+    return (icu.frechet_distance(features, test_features),
+            icu.mode_coverage(probabilities).classes_covered)
 
 
-x_T = torch.randn(config.fid_samples, 1, 32, 32, generator=torch.Generator().manual_seed(10)).to(device)
+x_T = torch.randn(config.fid_samples, 1, 32, 32,
+                  generator=torch.Generator().manual_seed(10)).to(device)
 fid_floor = fid_and_classes(to_model(mnist.train_images[: config.fid_samples]))[0]
 print(f"floor: {config.fid_samples} training digits score {fid_floor:.2f}")
 
@@ -650,10 +680,12 @@ print(f"floor: {config.fid_samples} training digits score {fid_floor:.2f}")
 
 # %%
 vp_fid, vp_kept, vp_seconds = {}, {}, {}
-for sampler, counts in (("em", config.vp_em_nfe), ("pc", config.vp_pc_nfe), ("ode", config.vp_ode_nfe)):
+for sampler, counts in (("em", config.vp_em_nfe), ("pc", config.vp_pc_nfe),
+                        ("ode", config.vp_ode_nfe)):
     for nfe in counts:
         started = time.perf_counter()
-        images = sample_sde(vp, vp_score, x_T, nfe, sampler, torch.Generator(device=device).manual_seed(11))
+        images = sample_sde(vp, vp_score, x_T, nfe, sampler,
+                            torch.Generator(device=device).manual_seed(11))
         vp_seconds[sampler, nfe] = time.perf_counter() - started
         vp_fid[sampler, nfe] = fid_and_classes(images)
         vp_kept[sampler, nfe] = images[:8]
@@ -662,15 +694,18 @@ vp_untrained = fid_and_classes(sample_sde(vp, zero_score, x_T, config.vp_em_nfe[
                                           torch.Generator(device=device).manual_seed(11)))[0]
 names = {"em": "reverse SDE, Euler–Maruyama", "pc": "predictor–corrector (EM + Langevin)",
          "ode": "probability-flow ODE, Heun"}
-icu.show_table(["VP sampler (DDPM's network)", "NFE", "FID (MNIST-classifier)", "classes", "s per digit"],
-               [[names[s], n, v[0], v[1], vp_seconds[s, n] / config.fid_samples] for (s, n), v in vp_fid.items()])
+icu.show_table(["VP sampler (DDPM's network)", "NFE", "FID (MNIST-classifier)", "classes",
+                "s per digit"],
+               [[names[s], n, v[0], v[1], vp_seconds[s, n] / config.fid_samples]
+                for (s, n), v in vp_fid.items()])
 print(f"untrained network (ε_θ = 0), EM, {config.vp_em_nfe[0]} NFE: {vp_untrained:.0f}")
 
 # %%
 fig, ax = plt.subplots(figsize=(8, 3.4))
 largest = {s: max(n for s_, n in vp_kept if s_ == s) for s in names}
 icu.show_images(to_digits(torch.cat([vp_kept[s, largest[s]] for s in names])), nrow=8, ax=ax,
-                title="same x_T; rows: " + ", ".join(f"{s.upper()} {largest[s]} NFE" for s in names))
+                title="same x_T; rows: "
+                      + ", ".join(f"{s.upper()} {largest[s]} NFE" for s in names))
 plt.show()
 
 # %% [markdown]
@@ -695,14 +730,16 @@ plt.show()
 
 # %%
 SIGMA_DATA = round(train_x.std().item(), 2)
-print(f"σ_data of the padded digits: {SIGMA_DATA} (mean {train_x.mean():.2f}; CIFAR-10 in [-1, 1]: 0.5)")
+print(f"σ_data of the padded digits: {SIGMA_DATA} (mean {train_x.mean():.2f}; "
+      "CIFAR-10 in [-1, 1]: 0.5)")
 PARAMETERIZATIONS = ("edm", "epsilon")
 
 
 def edm_scalings(sigma, sigma_data=SIGMA_DATA):
     """c_skip, c_out, c_in, c_noise of EDM's preconditioning (Karras et al. 2022, Table 1)."""
     total = sigma**2 + sigma_data**2
-    return sigma_data**2 / total, sigma * sigma_data / total.sqrt(), 1 / total.sqrt(), sigma.log() / 4
+    return (sigma_data**2 / total, sigma * sigma_data / total.sqrt(), 1 / total.sqrt(),
+            sigma.log() / 4)
 
 
 class Denoiser(nn.Module):
@@ -718,7 +755,8 @@ class Denoiser(nn.Module):
     def scalings(self, sigma):
         if self.parameterization == "edm":
             return edm_scalings(sigma)
-        return torch.ones_like(sigma), sigma, torch.ones_like(sigma), sigma.log() / 4  # ε-prediction (VE)
+        # ε-prediction (VE)
+        return torch.ones_like(sigma), sigma, torch.ones_like(sigma), sigma.log() / 4
 
     def forward(self, x, sigma):
         sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).expand(len(x))
@@ -744,7 +782,8 @@ def training_sigmas(n, distribution="lognormal", generator=None):
                          f"choose one of {', '.join(SIGMA_DISTRIBUTIONS)}")
     if distribution == "lognormal":
         return (P_MEAN + P_STD * torch.randn(n, generator=generator, device=device)).exp()
-    return EDM_SIGMA_MIN * (EDM_SIGMA_MAX / EDM_SIGMA_MIN) ** torch.rand(n, generator=generator, device=device)
+    return EDM_SIGMA_MIN * (EDM_SIGMA_MAX / EDM_SIGMA_MIN) ** torch.rand(n, generator=generator,
+                                                                         device=device)
 
 
 def loss_weight(sigma, sigma_data=SIGMA_DATA):
@@ -768,9 +807,11 @@ def edm_sigmas(steps, sigma_min=EDM_SIGMA_MIN, sigma_max=EDM_SIGMA_MAX, rho=RHO)
     """σ_0 = σ_max > … > σ_{N−1} = σ_min, then σ_N = 0; ρ = 1 spaces them evenly."""
     check_sigma_range(sigma_min, sigma_max)
     if int(steps) != steps or steps < 1 or rho <= 0:
-        raise ValueError(f"the schedule needs at least 1 step and ρ > 0; got steps = {steps}, ρ = {rho}")
+        raise ValueError("the schedule needs at least 1 step and ρ > 0; "
+                         f"got steps = {steps}, ρ = {rho}")
     ramp = torch.arange(steps, dtype=torch.float64) / max(steps - 1, 1)
-    sigmas = (sigma_max ** (1 / rho) + ramp * (sigma_min ** (1 / rho) - sigma_max ** (1 / rho))) ** rho
+    sigmas = (sigma_max ** (1 / rho)
+              + ramp * (sigma_min ** (1 / rho) - sigma_max ** (1 / rho))) ** rho
     return torch.cat([sigmas, torch.zeros(1, dtype=torch.float64)]).tolist()
 
 
@@ -800,7 +841,8 @@ def edm_sample(denoiser, x_T, steps, solver="heun", rho=RHO, stochastic=None, ge
         d = (x - denoiser(x, sigma)) / sigma
         x_next = x + (sigma_next - sigma) * d
         if solver == "heun" and sigma_next > 0:  # the correction, skipped on the last step to σ = 0
-            x_next = x + (sigma_next - sigma) * (d + (x_next - denoiser(x_next, sigma_next)) / sigma_next) / 2
+            x_next = x + (sigma_next - sigma) * (d + (x_next - denoiser(x_next, sigma_next))
+                                                 / sigma_next) / 2
         x = x_next
     return x
 
@@ -826,9 +868,11 @@ y = train_x[:500].double()
 unit = []
 for sigma in (0.01, 1.0, 80.0):
     x = y + sigma * torch.randn(y.shape, generator=generator, dtype=torch.float64)
-    c_skip, c_out, c_in, _ = edm_scalings(torch.tensor(sigma, dtype=torch.float64), train_x.double().std())
+    c_skip, c_out, c_in, _ = edm_scalings(torch.tensor(sigma, dtype=torch.float64),
+                                          train_x.double().std())
     unit += [abs((c_in * x).var() - 1) < 0.03, abs(((y - c_skip * x) / c_out).var() - 1) < 0.03,
-             abs(loss_weight(torch.tensor(sigma)) * edm_scalings(torch.tensor(sigma))[1] ** 2 - 1) < 1e-5]
+             abs(loss_weight(torch.tensor(sigma))
+                 * edm_scalings(torch.tensor(sigma))[1] ** 2 - 1) < 1e-5]
 print("unit-variance input and target, and λ·c_out² = 1, at σ = 0.01, 1, 80:", all(unit))
 
 
@@ -844,7 +888,8 @@ class CountingGaussianDenoiser:
 def gaussian_sample_std(steps, solver="heun", stochastic=None):
     exact = CountingGaussianDenoiser(0.5)
     noise = torch.randn(20_000, 8, generator=torch.Generator().manual_seed(3)).double()
-    out = edm_sample(exact, noise, steps, solver, stochastic=stochastic, generator=torch.Generator().manual_seed(4))
+    out = edm_sample(exact, noise, steps, solver, stochastic=stochastic,
+                     generator=torch.Generator().manual_seed(4))
     return out.std().item(), exact.calls
 
 
@@ -853,7 +898,8 @@ euler_std, _ = gaussian_sample_std(35, "euler")
 print("Heun, 18 steps: 35 evaluations:", calls == 35, "; closer to s than Euler with 35 steps:",
       abs(heun_std - 0.5) < abs(euler_std - 0.5))
 print("Heun, 100 steps: std within 1% of s:", abs(gaussian_sample_std(100)[0] / 0.5 - 1) < 0.01,
-      "; with churn, within 2%:", abs(gaussian_sample_std(100, stochastic=CHURN)[0] / 0.5 - 1) < 0.02)
+      "; with churn, within 2%:",
+      abs(gaussian_sample_std(100, stochastic=CHURN)[0] / 0.5 - 1) < 0.02)
 
 
 # %%
@@ -890,8 +936,8 @@ for what, call in bad_inputs.items():
 # %%
 def make_unet():
     return icu.UNet(in_channels=1, channels=config.channels, channel_multipliers=config.multipliers,
-                    blocks_per_level=config.blocks, attention_resolutions=config.attention, dropout=DROPOUT,
-                    image_size=32).to(device, memory_format=torch.channels_last)
+                    blocks_per_level=config.blocks, attention_resolutions=config.attention,
+                    dropout=DROPOUT, image_size=32).to(device, memory_format=torch.channels_last)
 
 
 def update_ema(ema, model, decay):
@@ -904,10 +950,12 @@ def make_training(parameterization="edm", sigma_distribution="lognormal"):
     denoiser = Denoiser(make_unet(), parameterization)
     ema = copy.deepcopy(denoiser).requires_grad_(False).eval()
     optimizer = torch.optim.Adam(denoiser.parameters(), lr=config.lr)
-    warmup = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / config.warmup))
+    warmup = torch.optim.lr_scheduler.LambdaLR(optimizer,
+                                               lambda step: min(1.0, (step + 1) / config.warmup))
 
     def train_step(y):
-        loss = edm_loss(denoiser, y, training_sigmas(len(y), sigma_distribution), torch.randn_like(y)).mean()
+        loss = edm_loss(denoiser, y, training_sigmas(len(y), sigma_distribution),
+                        torch.randn_like(y)).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         gradient_norm = nn.utils.clip_grad_norm_(denoiser.parameters(), GRADIENT_CLIP)
@@ -921,10 +969,10 @@ def make_training(parameterization="edm", sigma_distribution="lognormal"):
 
 
 # %%
-TRAINING_SETTINGS = ("dataset", "channels", "multipliers", "blocks", "attention", "batch_size", "lr", "warmup",
-                     "ema_decay", "ablation_steps")
-TRAINING_CODE = [icu.unet, make_unet, update_ema, make_training, Denoiser, edm_scalings, training_sigmas,
-                 loss_weight, edm_loss]
+TRAINING_SETTINGS = ("dataset", "channels", "multipliers", "blocks", "attention", "batch_size",
+                     "lr", "warmup", "ema_decay", "ablation_steps")
+TRAINING_CODE = [icu.unet, make_unet, update_ema, make_training, Denoiser, edm_scalings,
+                 training_sigmas, loss_weight, edm_loss]
 training_config = {**{k: getattr(config, k) for k in TRAINING_SETTINGS}, "sigma_data": SIGMA_DATA}
 train_batches = icu.TensorBatches(train_x, batch_size=config.batch_size, seed=SEED, device=device)
 
@@ -936,9 +984,10 @@ def ema_weights(step):
 icu.seed_everything(SEED)
 main = make_training()
 print(f"U-Net F_θ: {sum(p.numel() for p in main.model.parameters()):,} parameters")
-history = icu.fit(main.train_step, train_batches, steps=config.steps, state=main.state, run="score_sde/edm",
-                  config={**training_config, "steps": config.steps}, code=TRAINING_CODE,
-                  every={config.ablation_steps: ema_weights}, description="EDM denoiser, MNIST")
+history = icu.fit(main.train_step, train_batches, steps=config.steps, state=main.state,
+                  run="score_sde/edm", config={**training_config, "steps": config.steps},
+                  code=TRAINING_CODE, every={config.ablation_steps: ema_weights},
+                  description="EDM denoiser, MNIST")
 
 # %% [markdown]
 # The loss is the held-out one too: the same $\lambda$-weighted error on the 1,000 held-out digits, with the same
@@ -957,7 +1006,8 @@ def heldout_loss(denoiser, seed=5):
 
 
 untrained_denoiser = Denoiser(lambda x, c: torch.zeros_like(x))
-heldout = {"EDM (EMA weights)": heldout_loss(main.ema), "untrained (F_θ = 0)": heldout_loss(untrained_denoiser)}
+heldout = {"EDM (EMA weights)": heldout_loss(main.ema),
+           "untrained (F_θ = 0)": heldout_loss(untrained_denoiser)}
 fig, ax = plt.subplots(figsize=(8, 3.2))
 icu.plot_history(history, keys=["loss"], window=50, ax=ax, ylabel="λ(σ)‖D − y‖² per pixel",
                  title="EDM training loss (moving average of 50 batches)")
@@ -979,7 +1029,8 @@ edm_fid, edm_kept = {}, {}
 for steps in config.edm_steps:
     started = time.perf_counter()
     images = edm_sample(main.ema, x_T, steps)
-    edm_fid[edm_nfe(steps)] = (*fid_and_classes(images), (time.perf_counter() - started) / config.fid_samples)
+    edm_fid[edm_nfe(steps)] = (*fid_and_classes(images),
+                               (time.perf_counter() - started) / config.fid_samples)
     edm_kept[edm_nfe(steps)] = images
 edm_untrained = fid_and_classes(edm_sample(untrained_denoiser, x_T, config.edm_steps[0]))[0]
 icu.show_table(["EDM sampler", "NFE", "FID (MNIST-classifier)", "classes", "s per digit"],
@@ -1018,7 +1069,8 @@ ddpm_edm_fid = {edm_nfe(steps): fid_and_classes(edm_sample(ddpm_denoiser, x_T, s
                                                            sigma_range=DDPM_SIGMA_RANGE))
                 for steps in config.ddpm_edm_steps}
 icu.show_table(["EDM sampler on DDPM's network", "NFE", "FID (MNIST-classifier)", "classes"],
-               [[f"Heun, ρ = 7, σ from {DDPM_SIGMA_RANGE[1]:.0f} to {DDPM_SIGMA_RANGE[0]:.2f}", n, *v]
+               [[f"Heun, ρ = 7, σ from {DDPM_SIGMA_RANGE[1]:.0f} to {DDPM_SIGMA_RANGE[0]:.2f}",
+                 n, *v]
                 for n, v in ddpm_edm_fid.items()])
 
 # %% [markdown]
@@ -1038,8 +1090,10 @@ icu.show_table(["EDM sampler on DDPM's network", "NFE", "FID (MNIST-classifier)"
 # Euler with as many steps as Heun has evaluations; churn on.
 
 # %%
-ablation_models = {"EDM (main run at this step)": Denoiser(make_unet()).eval().requires_grad_(False)}
-ablation_models["EDM (main run at this step)"].load_state_dict(history.recorded("ema_weights")[1][0])
+ablation_models = {"EDM (main run at this step)":
+                   Denoiser(make_unet()).eval().requires_grad_(False)}
+ablation_models["EDM (main run at this step)"].load_state_dict(
+    history.recorded("ema_weights")[1][0])
 ablation_histories = {}
 for name, (parameterization, distribution) in {
     "no preconditioning (ε-prediction, VE scalings)": ("epsilon", "lognormal"),
@@ -1062,24 +1116,28 @@ for name, model in ablation_models.items():
     images = edm_sample(model, x_ablation, ablation_nfe_steps)
     training_ablation[name] = (*fid_and_classes(images), heldout_loss(model))
     training_kept[name] = images[:8]
-icu.show_table(["training recipe", "steps", f"FID, Heun {edm_nfe(ablation_nfe_steps)} NFE", "classes",
-                "held-out loss"],
-               [[name, config.ablation_steps, *values] for name, values in training_ablation.items()])
+icu.show_table(["training recipe", "steps", f"FID, Heun {edm_nfe(ablation_nfe_steps)} NFE",
+                "classes", "held-out loss"],
+               [[name, config.ablation_steps, *values]
+                for name, values in training_ablation.items()])
 fig, ax = plt.subplots(figsize=(8, 3.6))
 icu.show_images(to_digits(torch.cat(list(training_kept.values()))), nrow=8, ax=ax,
-                title=f"after {config.ablation_steps:,} steps, same x_T; rows:\n" + "\n".join(training_kept))
+                title=f"after {config.ablation_steps:,} steps, same x_T; rows:\n"
+                      + "\n".join(training_kept))
 plt.show()
 
 # %%
 sampler_variants = {
     "Heun, ρ = 7 (EDM)": dict(steps=ablation_nfe_steps),
     "Heun, ρ = 1 (uniform in σ)": dict(steps=ablation_nfe_steps, rho=1.0),
-    f"Euler, ρ = 7, {edm_nfe(ablation_nfe_steps)} steps": dict(steps=edm_nfe(ablation_nfe_steps), solver="euler"),
+    f"Euler, ρ = 7, {edm_nfe(ablation_nfe_steps)} steps": dict(steps=edm_nfe(ablation_nfe_steps),
+                                                               solver="euler"),
     "Heun, ρ = 7, churn on": dict(steps=ablation_nfe_steps, stochastic=CHURN),
 }
 sampling_ablation, sampling_kept = {}, {}
 for name, settings in sampler_variants.items():
-    images = edm_sample(main.ema, x_ablation, generator=torch.Generator(device=device).manual_seed(12), **settings)
+    images = edm_sample(main.ema, x_ablation,
+                        generator=torch.Generator(device=device).manual_seed(12), **settings)
     sampling_ablation[name] = fid_and_classes(images)
     sampling_kept[name] = images[:8]
 icu.show_table(["sampler (main model)", "NFE", "FID (MNIST-classifier)", "classes"],
@@ -1133,14 +1191,17 @@ curves = {
     "DDIM η = 1 (DDPM's network)": other_page_curve("ddim", "fid_eta1_s"),
     "VP reverse SDE, EM (DDPM's network)": {n: vp_fid["em", n][0] for n in config.vp_em_nfe},
     "VP predictor–corrector (DDPM's network)": {n: vp_fid["pc", n][0] for n in config.vp_pc_nfe},
-    "VP probability-flow ODE, Heun (DDPM's network)": {n: vp_fid["ode", n][0] for n in config.vp_ode_nfe},
+    "VP probability-flow ODE, Heun (DDPM's network)": {n: vp_fid["ode", n][0]
+                                                       for n in config.vp_ode_nfe},
     "EDM's sampler, Heun, ρ = 7 (DDPM's network)": {n: v[0] for n, v in ddpm_edm_fid.items()},
     "flow matching, Euler (its network)": other_page_curve("flow_matching", "fid_euler_nfe"),
     "flow matching, Heun (its network)": other_page_curve("flow_matching", "fid_heun_nfe"),
     "EDM, Heun (this page's network)": {n: v[0] for n, v in edm_fid.items()},
 }
-missing = [name for name, curve in curves.items() if not curve] + ([] if ddpm_fid else ["DDPM ancestral"])
-print("not drawn (their pages have no results in this profile yet):\n  " + ("\n  ".join(missing) or "none"))
+missing = ([name for name, curve in curves.items() if not curve]
+           + ([] if ddpm_fid else ["DDPM ancestral"]))
+print("not drawn (their pages have no results in this profile yet):\n  "
+      + ("\n  ".join(missing) or "none"))
 
 # %% tags=["landing-figure"]
 fig, ax = plt.subplots(figsize=(9, 5.4))
@@ -1153,8 +1214,10 @@ if ddpm_fid:
     ax.scatter([T], [ddpm_fid["value"]], marker="*", s=160, color="k", zorder=3,
                label=f"DDPM ancestral, {T} steps (DDPM's network)")
 ax.axhline(fid_floor, color="k", lw=0.8, label="training digits (floor)")
-ax.set(xscale="log", yscale="log", xlabel="network evaluations (NFE)", ylabel="FID (MNIST-classifier)",
-       title="sample quality against sampling cost; line style: which network", ylim=(fid_floor / 2, None))
+ax.set(xscale="log", yscale="log", xlabel="network evaluations (NFE)",
+       ylabel="FID (MNIST-classifier)",
+       title="sample quality against sampling cost; line style: which network",
+       ylim=(fid_floor / 2, None))
 ax.legend(fontsize=7, loc="upper right")
 ax.grid(alpha=0.3, which="both")
 plt.show()
@@ -1195,8 +1258,8 @@ plt.show()
 # %%
 def trace_estimates(output, x, probes):
     """p^T (∂output/∂x) p for each probe: (probes, batch)."""
-    return torch.stack([(torch.autograd.grad(output, x, p, retain_graph=True)[0] * p).flatten(1).sum(1)
-                        for p in probes])
+    return torch.stack([(torch.autograd.grad(output, x, p, retain_graph=True)[0] * p)
+                        .flatten(1).sum(1) for p in probes])
 
 
 def vp_flow_and_divergence(epsilon_network, x, t, probes, exact=False):
@@ -1207,7 +1270,8 @@ def vp_flow_and_divergence(epsilon_network, x, t, probes, exact=False):
         traces = trace_estimates(epsilon, x, probes)
     traces = traces.sum(0, keepdim=True) if exact else traces
     beta, std = vp.beta(t), vp.marginal(t)[1]
-    return -0.5 * beta * (x.detach() - epsilon.detach() / std), -0.5 * beta * (x[0].numel() - traces / std)
+    return (-0.5 * beta * (x.detach() - epsilon.detach() / std),
+            -0.5 * beta * (x[0].numel() - traces / std))
 
 
 # %%
@@ -1215,7 +1279,8 @@ T0 = vp.time_of_integral(discrete_B[0])  # the network's smallest noise level
 
 
 def likelihood_times(steps):
-    """From t0 to 1, geometric in the noise-to-signal ratio √(e^B(t) − 1) (EDM's σ of the VP SDE)."""
+    """From t0 to 1, geometric in the noise-to-signal ratio √(e^B(t) − 1) (EDM's σ of the VP
+    SDE)."""
     ends = [math.log10(math.expm1(vp.integral(t)) ** 0.5) for t in (T0, 1.0)]
     ratios = torch.logspace(*ends, steps + 1, dtype=torch.float64)[1:-1].tolist()
     return [T0] + [vp.time_of_integral(math.log1p(r**2)) for r in ratios] + [1.0]
@@ -1255,7 +1320,8 @@ basis = [torch.eye(2, device=device)[k].expand(500, 2) for k in range(2)]
 ode_ll = vp_log_likelihood(gaussian_epsilon, points, 100, basis, exact=True)[0]
 scale0, std0 = vp.marginal(T0)
 variance0 = scale0**2 * g_std**2 + std0**2
-exact_ll = (-0.5 * (points - scale0 * g_mean).pow(2) / variance0 - 0.5 * (2 * math.pi * variance0).log()).sum(1)
+exact_ll = (-0.5 * (points - scale0 * g_mean).pow(2) / variance0
+            - 0.5 * (2 * math.pi * variance0).log()).sum(1)
 print("the exact score's ODE log-likelihood matches the closed form to 0.01 nats:",
       (ode_ll - exact_ll).abs().max().item() < 0.01)
 
@@ -1268,14 +1334,18 @@ def bits_per_digit_pixel(log_density):
 
 
 def likelihood_bits(epsilon_network, digits, steps, probes, batch_size=50):
-    """Bits per digit pixel: the mean over the probes (one pair per digit), its s.e., and the probes' noise."""
+    """Bits per digit pixel: the mean over the probes (one pair per digit), its s.e., and the
+    probes' noise."""
     estimates = []
     for i in range(0, len(digits), batch_size):
-        x, batch_probes = digits[i : i + batch_size].to(device), [p[i : i + batch_size] for p in probes]
-        estimates.append(bits_per_digit_pixel(vp_log_likelihood(epsilon_network, x, steps, batch_probes)).cpu())
+        x, batch_probes = (digits[i : i + batch_size].to(device),
+                           [p[i : i + batch_size] for p in probes])
+        estimates.append(bits_per_digit_pixel(vp_log_likelihood(epsilon_network, x, steps,
+                                                                batch_probes)).cpu())
     both = torch.cat(estimates, dim=1)  # (2 probes, digits)
     per_digit = both.mean(0)
-    return SimpleNamespace(mean=per_digit.mean().item(), standard_error=per_digit.std().item() / len(per_digit) ** 0.5,
+    return SimpleNamespace(mean=per_digit.mean().item(),
+                           standard_error=per_digit.std().item() / len(per_digit) ** 0.5,
                            probe_noise=((both[0] - both[1]).std() / 2).item(), per_digit=per_digit)
 
 
@@ -1286,8 +1356,10 @@ def ddpm_epsilon(x, t):
 
 generator = torch.Generator().manual_seed(9)
 digits = test_x[: config.likelihood_digits]
-digits = digits + (torch.rand(digits.shape, generator=generator) - 0.5) * BIN  # the flow-matching page's draw
-probes = [(torch.randint(0, 2, digits.shape, generator=generator) * 2 - 1).float().to(device) for _ in range(2)]
+# the flow-matching page's draw
+digits = digits + (torch.rand(digits.shape, generator=generator) - 0.5) * BIN
+probes = [(torch.randint(0, 2, digits.shape, generator=generator) * 2 - 1).float().to(device)
+          for _ in range(2)]
 started = time.perf_counter()
 bits = likelihood_bits(ddpm_epsilon, digits, config.likelihood_steps, probes)
 likelihood_seconds = time.perf_counter() - started
@@ -1297,19 +1369,23 @@ coarse = likelihood_bits(ddpm_epsilon, digits[:subset], config.likelihood_steps 
 fine = bits.per_digit[:subset].mean().item()
 bits_untrained = likelihood_bits(lambda x, t: 0 * x, digits, config.likelihood_steps, probes)
 others = {("Glow (Glow page)", "exact, dequantised"): icu.read_result("glow", "test_bits_per_dim"),
-          ("flow matching (its page)", "ODE, Hutchinson"): icu.read_result("flow_matching", "bits_per_dim"),
-          ("DDPM, same network (DDPM page)", "variational bound"): icu.read_result("ddpm", "bound_bits_per_dim")}
+          ("flow matching (its page)", "ODE, Hutchinson"):
+              icu.read_result("flow_matching", "bits_per_dim"),
+          ("DDPM, same network (DDPM page)", "variational bound"):
+              icu.read_result("ddpm", "bound_bits_per_dim")}
 icu.show_table(["model", "bits/dim (upper bound)", "± s.e.", "held-out digits", "how"],
-               [["VP probability-flow ODE, DDPM's network (this page)", bits.mean, bits.standard_error,
-                 len(digits), f"{config.likelihood_steps} Heun steps, Hutchinson ×2"],
-                ["untrained network (ε_θ = 0)", bits_untrained.mean, bits_untrained.standard_error, len(digits),
-                 "the same ODE"]]
+               [["VP probability-flow ODE, DDPM's network (this page)", bits.mean,
+                 bits.standard_error, len(digits),
+                 f"{config.likelihood_steps} Heun steps, Hutchinson ×2"],
+                ["untrained network (ε_θ = 0)", bits_untrained.mean, bits_untrained.standard_error,
+                 len(digits), "the same ODE"]]
                + [[name, row["value"], "—", row["data"].split(" held-out")[0], how]
                   for (name, how), row in others.items() if row])
-print(f"Hutchinson's noise in one digit's two-probe estimate: {bits.probe_noise:.3f} bits/dim (s.d.),\n"
+print("Hutchinson's noise in one digit's two-probe estimate: "
+      f"{bits.probe_noise:.3f} bits/dim (s.d.),\n"
       f"  part of the s.e. above; {likelihood_seconds:.0f} s for {len(digits)} digits\n"
-      f"the ODE solver, on the first {subset} digits, same probes: {config.likelihood_steps} steps {fine:.3f}, "
-      f"{config.likelihood_steps // 2} steps {coarse:.3f} bits/dim")
+      f"the ODE solver, on the first {subset} digits, same probes: {config.likelihood_steps} steps "
+      f"{fine:.3f}, {config.likelihood_steps // 2} steps {coarse:.3f} bits/dim")
 
 # %% [markdown]
 # In the stored run the DDPM network's probability-flow ODE gives 1.87 ± 0.03 bits/dim on 100 held-out digits
@@ -1329,36 +1405,50 @@ print(f"Hutchinson's noise in one digit's two-probe estimate: {bits.probe_noise:
 
 # %%
 run_device = icu.describe_device(device)
-fid_data = f"{config.fid_samples:,} samples vs {len(mnist.test_images):,} held-out {mnist.name} digits"
+fid_data = (f"{config.fid_samples:,} samples vs {len(mnist.test_images):,} held-out "
+            f"{mnist.name} digits")
 ddpm_run = dict(steps=trained.history.steps[-1] + 1, wall_time_s=round(trained.history.wall_time))
 ablation_data = f"{config.ablation_samples:,} samples, Heun {edm_nfe(ablation_nfe_steps)} NFE"
-rows = [dict(key=f"fid_edm_heun_nfe{n}", metric=f"FID (MNIST-classifier features), EDM Heun, {n} NFE",
-             value=round(v[0], 2), data=fid_data, note=f"{v[1]} classes covered", headline=n == edm_nfe(ablation_nfe_steps),
-             paper="1.97 (CIFAR-10, unconditional, 35 NFE; 1.79 class-conditional)" if n == 35 else None)
+rows = [dict(key=f"fid_edm_heun_nfe{n}",
+             metric=f"FID (MNIST-classifier features), EDM Heun, {n} NFE",
+             value=round(v[0], 2), data=fid_data, note=f"{v[1]} classes covered",
+             headline=n == edm_nfe(ablation_nfe_steps),
+             paper=("1.97 (CIFAR-10, unconditional, 35 NFE; 1.79 class-conditional)"
+                    if n == 35 else None))
         for n, v in edm_fid.items()]
-rows += [dict(key=f"fid_vp_{s}_nfe{n}", metric=f"FID (MNIST-classifier features), VP {names[s]}, {n} NFE",
-              value=round(v[0], 2), data=f"{fid_data}; the DDPM page's network", note=f"{v[1]} classes covered",
-              **ddpm_run) for (s, n), v in vp_fid.items()]
-rows += [dict(key=f"fid_ddpm_edm_heun_nfe{n}", metric=f"FID (MNIST-classifier features), EDM's Heun sampler on "
-              f"DDPM's network, {n} NFE", value=round(v[0], 2), data=f"{fid_data}; the DDPM page's network",
+rows += [dict(key=f"fid_vp_{s}_nfe{n}",
+              metric=f"FID (MNIST-classifier features), VP {names[s]}, {n} NFE",
+              value=round(v[0], 2), data=f"{fid_data}; the DDPM page's network",
+              note=f"{v[1]} classes covered", **ddpm_run) for (s, n), v in vp_fid.items()]
+rows += [dict(key=f"fid_ddpm_edm_heun_nfe{n}",
+              metric=f"FID (MNIST-classifier features), EDM's Heun sampler on "
+                     f"DDPM's network, {n} NFE",
+              value=round(v[0], 2), data=f"{fid_data}; the DDPM page's network",
               note=f"{v[1]} classes covered", **ddpm_run) for n, v in ddpm_edm_fid.items()]
 rows += [dict(key="bits_per_dim", metric="test bits/dim (VP probability-flow ODE, upper bound)",
-              value=round(bits.mean, 3), headline=True, paper="2.99 (CIFAR-10, sub-VP DDPM++ cont. deep)",
-              data=f"{len(digits):,} held-out {mnist.name} digits, 8-bit, one dequantisation draw each; "
-              "the DDPM page's network", note=f"± {bits.standard_error:.3f} s.e.; "
-              f"{config.likelihood_steps} Heun steps, Hutchinson ×2", **ddpm_run)]
-keys = {"EDM (main run at this step)": "edm", "no preconditioning (ε-prediction, VE scalings)": "epsilon",
+              value=round(bits.mean, 3), headline=True,
+              paper="2.99 (CIFAR-10, sub-VP DDPM++ cont. deep)",
+              data=f"{len(digits):,} held-out {mnist.name} digits, 8-bit, one dequantisation "
+                   "draw each; the DDPM page's network",
+              note=f"± {bits.standard_error:.3f} s.e.; "
+                   f"{config.likelihood_steps} Heun steps, Hutchinson ×2", **ddpm_run)]
+keys = {"EDM (main run at this step)": "edm",
+        "no preconditioning (ε-prediction, VE scalings)": "epsilon",
         "log-uniform σ (VE training noise)": "loguniform"}
-rows += [dict(key=f"ablation_fid_{keys[name]}", metric=f"ablation FID, {name}", value=round(v[0], 2),
-              data=ablation_data, steps=config.ablation_steps, note=f"held-out loss {v[2]:.4f}",
-              wall_time_s=round(ablation_histories[name].wall_time) if name in ablation_histories else None)
+rows += [dict(key=f"ablation_fid_{keys[name]}", metric=f"ablation FID, {name}",
+              value=round(v[0], 2), data=ablation_data, steps=config.ablation_steps,
+              note=f"held-out loss {v[2]:.4f}",
+              wall_time_s=(round(ablation_histories[name].wall_time)
+                           if name in ablation_histories else None))
          for name, v in training_ablation.items()]
-rows += [dict(key=f"toy_mode_weight_{k}", metric=f"2-D toy: share of samples in the 0.2-mode, {name}",
-              value=round(weight_low[name], 3), data=f"{config.toy_samples:,} samples", steps=config.toy_steps,
-              wall_time_s=round(toy_history.wall_time))
+rows += [dict(key=f"toy_mode_weight_{k}",
+              metric=f"2-D toy: share of samples in the 0.2-mode, {name}",
+              value=round(weight_low[name], 3), data=f"{config.toy_samples:,} samples",
+              steps=config.toy_steps, wall_time_s=round(toy_history.wall_time))
          for k, name in (("plain", "plain Langevin at σ_L"), ("annealed", "annealed Langevin"))]
-icu.record_results("score_sde", rows, defaults=dict(steps=config.steps, wall_time_s=round(history.wall_time),
-                                                     device=run_device))
+icu.record_results("score_sde", rows,
+                   defaults=dict(steps=config.steps, wall_time_s=round(history.wall_time),
+                                 device=run_device))
 
 # %% [markdown]
 # ### Beside the papers
@@ -1396,18 +1486,26 @@ icu.record_results("score_sde", rows, defaults=dict(steps=config.steps, wall_tim
 gates = config.gates
 best_vp = {s: min(v[0] for (s_, _), v in vp_fid.items() if s_ == s) for s in names}
 edm_main = edm_fid[edm_nfe(ablation_nfe_steps)]
-print(f"toy: share {weight_low['annealed Langevin']:.3f} (truth 0.2), score error {toy_score_error[1.0]:.3f}\n"
-      f"EDM: held-out loss {heldout['EDM (EMA weights)']:.4f} vs {heldout['untrained (F_θ = 0)']:.4f}, "
-      f"FID {edm_main[0]:.1f} vs {edm_untrained:.0f}, {edm_main[1]} classes\nVP best FID: "
+print(f"toy: share {weight_low['annealed Langevin']:.3f} (truth 0.2), score error "
+      f"{toy_score_error[1.0]:.3f}\n"
+      f"EDM: held-out loss {heldout['EDM (EMA weights)']:.4f} vs "
+      f"{heldout['untrained (F_θ = 0)']:.4f}, FID {edm_main[0]:.1f} vs {edm_untrained:.0f}, "
+      f"{edm_main[1]} classes\nVP best FID: "
       + ", ".join(f"{s} {v:.1f}" for s, v in best_vp.items()) + f" vs {vp_untrained:.0f}\n"
-      f"bits/dim {bits.mean:.3f} vs {bits_untrained.mean:.3f}; half the steps {coarse:.3f} vs {fine:.3f}")
-assert abs(weight_low["annealed Langevin"] - 0.2) < gates.toy_weight_error, "annealed Langevin misses the weights"
-assert toy_score_error[1.0] < gates.toy_score_fraction, "the toy's score network did not learn the score"
-assert heldout["EDM (EMA weights)"] < gates.heldout_fraction * heldout["untrained (F_θ = 0)"], "EDM did not learn"
+      f"bits/dim {bits.mean:.3f} vs {bits_untrained.mean:.3f}; half the steps "
+      f"{coarse:.3f} vs {fine:.3f}")
+assert abs(weight_low["annealed Langevin"] - 0.2) < gates.toy_weight_error, (
+    "annealed Langevin misses the weights")
+assert toy_score_error[1.0] < gates.toy_score_fraction, (
+    "the toy's score network did not learn the score")
+assert heldout["EDM (EMA weights)"] < gates.heldout_fraction * heldout["untrained (F_θ = 0)"], (
+    "EDM did not learn")
 assert edm_main[0] < gates.edm_fid_fraction * edm_untrained, "EDM's samples are not digits"
 assert edm_main[1] >= gates.classes, "EDM's samples miss digit classes"
-assert all(v < gates.vp_fid_fraction * vp_untrained for v in best_vp.values()), "a VP sampler makes no digits"
-assert 0 < bits.mean < gates.bits_fraction * bits_untrained.mean, "the likelihood is no better than untrained"
+assert all(v < gates.vp_fid_fraction * vp_untrained for v in best_vp.values()), (
+    "a VP sampler makes no digits")
+assert 0 < bits.mean < gates.bits_fraction * bits_untrained.mean, (
+    "the likelihood is no better than untrained")
 assert abs(fine - coarse) < gates.ode_resolution, "the likelihood ODE is not resolved"
 print("quality gates passed")
 

@@ -58,19 +58,21 @@ from torch import nn
 import itemchest_utils as icu
 
 config = icu.pick_config(
-    smoke=dict(dataset="mnist_embedded", toy_steps=300, toy_samples=500, reflow_pairs=2000, reflow_steps=300,
-               gradient_draws=50_000, density_bins=30, pushed_samples=10_000, channels=8, multipliers=(1, 2, 2),
-               blocks=1, attention=(8,), steps=60, batch_size=32, lr=1e-3, warmup=10, ema_decay=0.9,
-               fid_samples=8, nfe_counts=(2, 10), likelihood_digits=4, likelihood_steps=4),
-    book=dict(dataset="mnist_embedded", toy_steps=4000, toy_samples=3000, reflow_pairs=20_000, reflow_steps=3000,
-              gradient_draws=400_000, density_bins=70, pushed_samples=200_000, channels=16, multipliers=(1, 2, 4),
-              blocks=1, attention=(8,), steps=2000, batch_size=64, lr=1e-3, warmup=100, ema_decay=0.995,
-              fid_samples=200, nfe_counts=(2, 4, 10, 20, 50, 100), likelihood_digits=200, likelihood_steps=100),
-    full=dict(dataset="mnist", toy_steps=4000, toy_samples=3000, reflow_pairs=20_000, reflow_steps=3000,
-              gradient_draws=400_000, density_bins=70, pushed_samples=200_000, channels=128,
-              multipliers=(1, 2, 2, 2), blocks=2, attention=(16,), steps=100_000, batch_size=128, lr=2e-4,
-              warmup=5000, ema_decay=0.9999, fid_samples=10_000, nfe_counts=(2, 4, 10, 20, 50, 100),
-              likelihood_digits=1000, likelihood_steps=200),
+    smoke=dict(dataset="mnist_embedded", toy_steps=300, toy_samples=500, reflow_pairs=2000,
+               reflow_steps=300, gradient_draws=50_000, density_bins=30, pushed_samples=10_000,
+               channels=8, multipliers=(1, 2, 2), blocks=1, attention=(8,), steps=60, batch_size=32,
+               lr=1e-3, warmup=10, ema_decay=0.9, fid_samples=8, nfe_counts=(2, 10),
+               likelihood_digits=4, likelihood_steps=4),
+    book=dict(dataset="mnist_embedded", toy_steps=4000, toy_samples=3000, reflow_pairs=20_000,
+              reflow_steps=3000, gradient_draws=400_000, density_bins=70, pushed_samples=200_000,
+              channels=16, multipliers=(1, 2, 4), blocks=1, attention=(8,), steps=2000,
+              batch_size=64, lr=1e-3, warmup=100, ema_decay=0.995, fid_samples=200,
+              nfe_counts=(2, 4, 10, 20, 50, 100), likelihood_digits=200, likelihood_steps=100),
+    full=dict(dataset="mnist", toy_steps=4000, toy_samples=3000, reflow_pairs=20_000,
+              reflow_steps=3000, gradient_draws=400_000, density_bins=70, pushed_samples=200_000,
+              channels=128, multipliers=(1, 2, 2, 2), blocks=2, attention=(16,), steps=100_000,
+              batch_size=128, lr=2e-4, warmup=5000, ema_decay=0.9999, fid_samples=10_000,
+              nfe_counts=(2, 4, 10, 20, 50, 100), likelihood_digits=1000, likelihood_steps=200),
     gates=dict(
         smoke=dict(gradient_cosine=0.9, toy_fraction=0.9, straighter=0.9, heldout_fraction=0.8,
                    fid_fraction=1.5, bits_fraction=0.9, ode_resolution=5.0),
@@ -178,7 +180,8 @@ def mixture_log_density(x, variance):
 
 
 def marginal_velocity(x, t):
-    """u_t(x) = E[x_1 − (1 − σ_min) x_0 | x_t = x] for the mixture, in closed form (t: scalar or one per point)."""
+    """u_t(x) = E[x_1 − (1 − σ_min) x_0 | x_t = x] for the mixture, in closed form (t: scalar or one
+    per point)."""
     t = torch.as_tensor(t, dtype=x.dtype, device=x.device).reshape(-1, 1, 1)
     c = 1 - SIGMA_MIN
     sigma_t = 1 - c * t
@@ -216,7 +219,8 @@ class ToyVelocity(nn.Module):
 
 
 def ot_path(x0, x1, t):
-    """The point at time t on the straight path from x0 to x1, and its velocity (the regression target)."""
+    """The point at time t on the straight path from x0 to x1, and its velocity (the regression
+    target)."""
     return (1 - (1 - SIGMA_MIN) * t) * x0 + t * x1, x1 - (1 - SIGMA_MIN) * x0
 
 
@@ -266,8 +270,8 @@ icu.show_table(
     ],
 )
 print(
-    f"{config.gradient_draws:,} draws: cosine(∇L_CFM, ∇L_FM) on the same draws = {cosine_same:.4f}; "
-    f"cosine between ∇L_FM of two independent batches = {cosine_noise:.4f}"
+    f"{config.gradient_draws:,} draws: cosine(∇L_CFM, ∇L_FM) on the same draws = "
+    f"{cosine_same:.4f}; cosine between ∇L_FM of two independent batches = {cosine_noise:.4f}"
 )
 
 # %% [markdown]
@@ -293,7 +297,8 @@ def vp_path(x0, x1, t):
     beta = VP_BETA_MIN + s * (VP_BETA_MAX - VP_BETA_MIN)
     alpha = torch.exp(-0.5 * (VP_BETA_MIN * s + 0.5 * (VP_BETA_MAX - VP_BETA_MIN) * s**2))
     sigma = (1 - alpha**2).sqrt()
-    velocity = 0.5 * beta * alpha * (x1 - alpha / sigma * x0) * VP_END  # d/dt of alpha·x1 + sigma·x0
+    # d/dt of alpha·x1 + sigma·x0
+    velocity = 0.5 * beta * alpha * (x1 - alpha / sigma * x0) * VP_END
     return alpha * x1 + sigma * x0, velocity
 
 
@@ -350,12 +355,14 @@ for path in PATHS:
 
 # %%
 def integrate(velocity, x, nfe, solver="euler", keep=False):
-    """Solve dx/dt = velocity(x, t) from t = 0 to 1 with `nfe` evaluations; `keep`: return every step too."""
+    """Solve dx/dt = velocity(x, t) from t = 0 to 1 with `nfe` evaluations; `keep`: return every
+    step too."""
     if solver not in ("euler", "heun"):
         raise ValueError(f"unknown solver {solver!r}; choose 'euler' or 'heun'")
     if nfe < 1 or (solver == "heun" and nfe % 2):
         raise ValueError(
-            f"{solver} needs a positive{' even' if solver == 'heun' else ''} number of evaluations, not {nfe}"
+            f"{solver} needs a positive{' even' if solver == 'heun' else ''} "
+            f"number of evaluations, not {nfe}"
         )
     times = torch.linspace(0, 1, (nfe if solver == "euler" else nfe // 2) + 1, device=device)
     path = [x]
@@ -375,7 +382,8 @@ def field(model):
 
 def energy_distance(a, b):
     """A distance between two samples' distributions: zero when they are the same."""
-    return (2 * torch.cdist(a, b).mean() - torch.cdist(a, a).mean() - torch.cdist(b, b).mean()).item()
+    return (2 * torch.cdist(a, b).mean() - torch.cdist(a, a).mean()
+            - torch.cdist(b, b).mean()).item()
 
 
 # %% [markdown]
@@ -396,9 +404,11 @@ def trajectories(velocity, noise, nfe=100):
     return path, straightness
 
 
-toy_noise = torch.randn(config.toy_samples, 2, generator=torch.Generator().manual_seed(1)).to(device)
+toy_noise = torch.randn(config.toy_samples, 2,
+                        generator=torch.Generator().manual_seed(1)).to(device)
 reference = sample_mixture(config.toy_samples, torch.Generator().manual_seed(2))
-floor_2d = energy_distance(sample_mixture(config.toy_samples, torch.Generator().manual_seed(3)), reference)
+floor_2d = energy_distance(sample_mixture(config.toy_samples, torch.Generator().manual_seed(3)),
+                           reference)
 noise_2d = energy_distance(toy_noise, reference)
 paths_2d, straightness, toy_quality = {}, {}, {}
 for path in ("vp", "ot"):
@@ -413,7 +423,8 @@ for path in ("vp", "ot"):
 # 1-rectified flow's weights. Nothing else changes: the same loss, the same path.
 
 # %%
-pair_noise = torch.randn(config.reflow_pairs, 2, generator=torch.Generator().manual_seed(4)).to(device)
+pair_noise = torch.randn(config.reflow_pairs, 2,
+                         generator=torch.Generator().manual_seed(4)).to(device)
 with torch.no_grad():
     pair_ends = integrate(field(toys["ot"].model), pair_noise, 100, "heun")
 icu.seed_everything(SEED)
@@ -424,15 +435,17 @@ toy_histories["reflow"] = icu.fit(
     steps=config.reflow_steps,
     state=toys["reflow"].state,
     run="flow_matching/toy-reflow",
-    config=dict(toy_steps=config.toy_steps, reflow_pairs=config.reflow_pairs, reflow_steps=config.reflow_steps),
+    config=dict(toy_steps=config.toy_steps, reflow_pairs=config.reflow_pairs,
+                reflow_steps=config.reflow_steps),
     code=TOY_CODE,
     description="2-D toy, reflow",
 )
 paths_2d["reflow"], straightness["reflow"] = trajectories(field(toys["reflow"].model), toy_noise)
 toy_quality["reflow"] = energy_distance(paths_2d["reflow"][-1], reference)
 
-# %% tags=["landing-figure"]
-names = {"vp": "diffusion (VP) path", "ot": "OT path (1-rectified flow)", "reflow": "after reflow (2-rectified)"}
+# %% tags=["landing-figure"] landing_crop=[0.69, 0.12, 0.99, 0.9]
+names = {"vp": "diffusion (VP) path", "ot": "OT path (1-rectified flow)",
+         "reflow": "after reflow (2-rectified)"}
 fig, axes = plt.subplots(1, 3, figsize=(12, 4.2), sharex=True, sharey=True)
 for ax, path in zip(axes, ("vp", "ot", "reflow")):
     ax.scatter(*reference.cpu().T, s=1, alpha=0.15, color="grey")
@@ -503,12 +516,13 @@ plt.show()
 
 # %%
 def divergence(v, x, probes):
-    """The exact divergence of v(x) (probes=None), or Hutchinson's estimate for each probe: (n,) or (probes, n)."""
+    """The exact divergence of v(x) (probes=None), or Hutchinson's estimate for each probe: (n,) or
+    (probes, n)."""
     if probes is None:
         if x[0].numel() > 16:
             raise ValueError(
-                f"the exact divergence costs one backward pass per dimension ({x[0].numel()} here); "
-                "use Hutchinson probes for images"
+                "the exact divergence costs one backward pass per dimension "
+                f"({x[0].numel()} here); use Hutchinson probes for images"
             )
         flat_v, flat_x = v.flatten(1), x
         return sum(
@@ -522,7 +536,8 @@ def divergence(v, x, probes):
 
 
 def likelihood_times(steps, spacing="geometric"):
-    """From t = 1 down to 0: the path's width σ_t = 1 − (1 − σ_min) t spaced geometrically, or t evenly."""
+    """From t = 1 down to 0: the path's width σ_t = 1 − (1 − σ_min) t spaced geometrically, or t
+    evenly."""
     if spacing == "even":
         return torch.linspace(1, 0, steps + 1)
     if spacing != "geometric":
@@ -532,7 +547,8 @@ def likelihood_times(steps, spacing="geometric"):
 
 
 def log_likelihood(velocity, x1, steps, probes=None, spacing="geometric"):
-    """log p_1(x1) in nats (one value per point, or per probe and point), by Heun steps from t = 1 to t = 0."""
+    """log p_1(x1) in nats (one value per point, or per probe and point), by Heun steps from t = 1
+    to t = 0."""
     if steps < 1:
         raise ValueError(f"the likelihood needs at least one step, not {steps}")
 
@@ -597,9 +613,11 @@ edges = torch.linspace(-3.5, 3.5, config.density_bins + 1)
 centres = (edges[1:] + edges[:-1]) / 2
 cell = (edges[1] - edges[0]).item() ** 2
 grid_points = torch.cartesian_prod(centres, centres).to(device)
-density_mass = (log_likelihood(model_2d, grid_points, 50).exp().cpu() * cell).reshape(len(centres), -1)
+density_mass = (log_likelihood(model_2d, grid_points, 50).exp().cpu()
+                * cell).reshape(len(centres), -1)
 with torch.inference_mode():
-    start = torch.randn(config.pushed_samples, 2, generator=torch.Generator().manual_seed(7)).to(device)
+    start = torch.randn(config.pushed_samples, 2,
+                        generator=torch.Generator().manual_seed(7)).to(device)
     pushed = integrate(model_2d, start, 100, "heun").cpu()
 halves = [torch.histogramdd(half, bins=[edges, edges]).hist / len(half) for half in pushed.chunk(2)]
 sample_mass = (halves[0] + halves[1]) / 2
@@ -711,7 +729,8 @@ def make_training():
     model = make_unet()
     ema = copy.deepcopy(model).requires_grad_(False).eval()
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    warmup = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / config.warmup))
+    warmup = torch.optim.lr_scheduler.LambdaLR(optimizer,
+                                               lambda step: min(1.0, (step + 1) / config.warmup))
 
     def train_step(x1):
         x1 = dequantize(x1)
@@ -731,8 +750,8 @@ def make_training():
     return SimpleNamespace(model=model, ema=ema, train_step=train_step, state=state)
 
 
-TRAINING_SETTINGS = ("dataset", "channels", "multipliers", "blocks", "attention", "batch_size", "lr", "warmup",
-                     "ema_decay")
+TRAINING_SETTINGS = ("dataset", "channels", "multipliers", "blocks", "attention", "batch_size",
+                     "lr", "warmup", "ema_decay")
 icu.seed_everything(SEED)
 main = make_training()
 print(
@@ -758,7 +777,8 @@ history = icu.fit(
 
 # %%
 fig, ax = plt.subplots(figsize=(8, 3.2))
-icu.plot_history(history, keys=["velocity_mse"], window=50, ax=ax, ylabel="‖v_θ − target‖² per pixel",
+icu.plot_history(history, keys=["velocity_mse"], window=50, ax=ax,
+                 ylabel="‖v_θ − target‖² per pixel",
                  title="training loss (CFM, moving average of 50 batches)")
 plt.show()
 
@@ -771,7 +791,8 @@ def heldout_velocity_error(network, seed=8):
     t = torch.rand(len(x1), 1, 1, 1, generator=generator).to(device)
     x_t, target = ot_path(x0, x1, t)
     return sum(
-        (network(x_t[i : i + 250], 1000 * t[i : i + 250].flatten()) - target[i : i + 250]).pow(2).sum().item()
+        (network(x_t[i : i + 250], 1000 * t[i : i + 250].flatten())
+         - target[i : i + 250]).pow(2).sum().item()
         for i in range(0, len(x1), 250)
     ) / target.numel()
 
@@ -780,8 +801,8 @@ heldout = heldout_velocity_error(main.ema)
 heldout_untrained = heldout_velocity_error(lambda x, t: torch.zeros_like(x))
 print(
     f"held-out CFM loss per pixel: {heldout:.4f} (EMA weights); an untrained network (v = 0): "
-    f"{heldout_untrained:.4f}. The loss cannot reach 0: even the exact marginal field leaves the variance of "
-    "the target given x_t."
+    f"{heldout_untrained:.4f}. The loss cannot reach 0: even the exact marginal field leaves the "
+    "variance of the target given x_t."
 )
 
 # %% [markdown]
@@ -791,7 +812,8 @@ print(
 
 # %%
 image_velocity = lambda x, t: main.ema(x, (1000 * t).expand(len(x)))  # noqa: E731
-sample_noise = torch.randn(config.fid_samples, 1, 32, 32, generator=torch.Generator().manual_seed(10)).to(device)
+sample_noise = torch.randn(config.fid_samples, 1, 32, 32,
+                           generator=torch.Generator().manual_seed(10)).to(device)
 
 
 @torch.inference_mode()
@@ -807,7 +829,8 @@ hundred = sample(100, "heun")
 seconds_per_digit = (time.perf_counter() - started) / config.fid_samples
 fig, ax = plt.subplots(figsize=(9, 4.2))
 icu.show_images(to_digits(hundred[:64]), nrow=16, ax=ax,
-                title=f"flow matching samples: Heun, 100 evaluations, EMA weights, after {config.steps:,} steps")
+                title="flow matching samples: Heun, 100 evaluations, EMA weights, after "
+                      f"{config.steps:,} steps")
 plt.show()
 print(f"{seconds_per_digit:.3f} s per digit at 100 evaluations ({icu.describe_device(device)})")
 
@@ -828,14 +851,16 @@ test_features, _ = icu.classify(classifier, mnist.test_images)
 
 def fid_and_classes(images):
     features, probabilities = icu.classify(classifier, to_digits(images))
-    return icu.frechet_distance(features, test_features), icu.mode_coverage(probabilities).classes_covered
+    return (icu.frechet_distance(features, test_features),
+            icu.mode_coverage(probabilities).classes_covered)
 
 
 fid = {}
 nfe_counts = {"euler": [1, *config.nfe_counts], "heun": list(config.nfe_counts)}
 for solver, counts in nfe_counts.items():
     for nfe in counts:
-        fid[solver, nfe] = fid_and_classes(hundred if (solver, nfe) == ("heun", 100) else sample(nfe, solver))
+        fid[solver, nfe] = fid_and_classes(hundred if (solver, nfe) == ("heun", 100)
+                                           else sample(nfe, solver))
 fid_floor = fid_and_classes(to_model(mnist.train_images[: config.fid_samples]))[0]
 fid_untrained = fid_and_classes(sample(2, "euler", velocity=lambda x, t: torch.zeros_like(x)))[0]
 ddim = {s: icu.read_result("ddim", f"fid_eta0_s{s}") for s in (10, 20, 50, 100, 1000)}
@@ -845,33 +870,37 @@ icu.show_table(
     [[solver, *[fid[solver, n][0] if (solver, n) in fid else "—" for n in nfe_counts["euler"]]]
      for solver in nfe_counts],
 )
-print(f"floor ({config.fid_samples} training digits): {fid_floor:.2f}; untrained (samples = noise): {fid_untrained:.0f}")
+print(f"floor ({config.fid_samples} training digits): {fid_floor:.2f}; "
+      f"untrained (samples = noise): {fid_untrained:.0f}")
 
 # %%
 fig, ax = plt.subplots(figsize=(8, 3.6))
 for solver, marker in (("euler", "o"), ("heun", "s")):
-    ax.plot(nfe_counts[solver], [fid[solver, n][0] for n in nfe_counts[solver]], marker=marker, label=f"flow matching, {solver}")
+    ax.plot(nfe_counts[solver], [fid[solver, n][0] for n in nfe_counts[solver]], marker=marker,
+            label=f"flow matching, {solver}")
 known_ddim = {s: row["value"] for s, row in ddim.items() if row is not None}
 if known_ddim:
-    ax.plot(list(known_ddim), list(known_ddim.values()), marker="^", ls="--", label="DDIM η = 0 (DDIM page)")
+    ax.plot(list(known_ddim), list(known_ddim.values()), marker="^", ls="--",
+            label="DDIM η = 0 (DDIM page)")
 if ddpm is not None:
-    ax.scatter([1000], [ddpm["value"]], marker="*", s=120, color="k", label="DDPM ancestral, 1,000 steps")
+    ax.scatter([1000], [ddpm["value"]], marker="*", s=120, color="k",
+               label="DDPM ancestral, 1,000 steps")
 ax.axhline(fid_floor, color="grey", ls=":", label="training digits (floor)")
-ax.set(xscale="log", yscale="log", xlabel="network evaluations (NFE)", ylabel="FID (MNIST-classifier)",
-       title="sample quality against sampling cost")
+ax.set(xscale="log", yscale="log", xlabel="network evaluations (NFE)",
+       ylabel="FID (MNIST-classifier)", title="sample quality against sampling cost")
 ax.legend(fontsize=8)
 ax.grid(alpha=0.3)
 plt.show()
 
 # %% [markdown]
 # In the stored run one Euler step gives no digits at all (FID 2,385, the noise's is 2,200): like the toy's first
-# step, it lands every sample on the mean image. Two steps give 896, ten 146; from 20 evaluations on, Heun is
-# slightly better than Euler (107 against 110 at 20, 87.7 against 90.1 at 100), and below that worse, since two
-# evaluations per step leave it half as many steps. Against DDIM's deterministic sampler on the DDPM network, flow
-# matching is better at every number of evaluations (146 against 225 at 10, 87.7 against 179 at 100); DDPM's
-# stochastic sampler with 1,000 steps is still better than both (61.0). The networks share the U-Net, the data and
-# the batch size; DDPM trained for 2,400 steps, this page for 2,000 — the comparison is of whole recipes (objective,
-# path and sampler), not of losses alone.
+# step, it lands every sample on the mean image. Two steps give 896, ten 146; from 20 evaluations on, Heun is slightly
+# better than Euler (107 against 110 at 20, 87.7 against 90.1 at 100), and below that worse, since two evaluations per
+# step leave it half as many steps. Against DDIM's deterministic sampler on the DDPM network, flow matching is better
+# at every number of evaluations (146 against 225 at 10, 87.7 against 179 at 100); DDPM's stochastic sampler with
+# 1,000 steps is still better than both (61.0 on the [DDPM page](../diffusion/ddpm.ipynb)). The networks share the
+# U-Net, the data and the batch size; DDPM trained for 2,400 steps, this page for 2,000 — the comparison is of whole
+# recipes (objective, path and sampler), not of losses alone.
 #
 # ## Bits per dimension on held-out digits
 #
@@ -896,14 +925,16 @@ def likelihood_bits(velocity, digits, steps, spacing="geometric", batch_size=50)
     for i in range(0, len(digits), batch_size):
         x1 = digits[i : i + batch_size].to(device)
         probes = rademacher(2, x1.shape, seed=100 + i)
-        estimates.append(bits_per_digit_pixel(log_likelihood(velocity, x1, steps, probes, spacing)).cpu())
+        estimates.append(bits_per_digit_pixel(log_likelihood(velocity, x1, steps, probes,
+                                                             spacing)).cpu())
     both = torch.cat(estimates, dim=1)  # (2 probes, digits)
     per_digit = both.mean(0)
     return SimpleNamespace(
         per_digit=per_digit,
         mean=per_digit.mean().item(),
         standard_error=per_digit.std().item() / len(per_digit) ** 0.5,
-        probe_noise=((both[0] - both[1]).std() / 2).item(),  # s.d. of the two-probe mean, from their difference
+        # s.d. of the two-probe mean, from their difference
+        probe_noise=((both[0] - both[1]).std() / 2).item(),
     )
 
 
@@ -913,7 +944,8 @@ bits = likelihood_bits(image_velocity, likelihood_digits, config.likelihood_step
 likelihood_seconds = time.perf_counter() - started
 subset = likelihood_digits[: max(4, config.likelihood_digits // 4)]
 solver_check = {
-    f"geometric in σ_t, {config.likelihood_steps} steps": bits.per_digit[: len(subset)].mean().item(),
+    f"geometric in σ_t, {config.likelihood_steps} steps":
+        bits.per_digit[: len(subset)].mean().item(),
     f"geometric in σ_t, {config.likelihood_steps // 2} steps":
         likelihood_bits(image_velocity, subset, config.likelihood_steps // 2).mean,
     "evenly spaced in t, 20 steps": likelihood_bits(image_velocity, subset, 20, "even").mean,
@@ -929,13 +961,14 @@ icu.show_table(
         ["flow matching, untrained (v = 0)", bits_untrained.mean, bits_untrained.standard_error,
          len(likelihood_digits), "standard Gaussian density"],
         ["Glow (Glow page)", glow["value"] if glow else "—", "—", "1,000", "exact, dequantised"],
-        ["DDPM (DDPM page)", ddpm_bound["value"] if ddpm_bound else "—", "—", ddpm_bound["data"] if ddpm_bound else "—",
-         "variational bound"],
+        ["DDPM (DDPM page)", ddpm_bound["value"] if ddpm_bound else "—", "—",
+         ddpm_bound["data"] if ddpm_bound else "—", "variational bound"],
     ],
 )
 print(
-    f"Hutchinson's noise in one digit's two-probe estimate: {bits.probe_noise:.3f} bits/dim (s.d.), already part "
-    f"of the s.e. above. {likelihood_seconds:.0f} s for {len(likelihood_digits)} digits."
+    f"Hutchinson's noise in one digit's two-probe estimate: {bits.probe_noise:.3f} bits/dim "
+    "(s.d.), already part of the s.e. above. "
+    f"{likelihood_seconds:.0f} s for {len(likelihood_digits)} digits."
 )
 icu.show_table([f"the ODE solver, on {len(subset)} of the digits", "bits/dim"],
                [[name, value] for name, value in solver_check.items()])
@@ -971,27 +1004,33 @@ icu.show_table([f"the ODE solver, on {len(subset)} of the digits", "bits/dim"],
 
 # %%
 run_device = icu.describe_device(device)
-fid_data = f"{config.fid_samples:,} samples vs {len(mnist.test_images):,} held-out {mnist.name} digits"
+fid_data = (f"{config.fid_samples:,} samples vs {len(mnist.test_images):,} held-out "
+            f"{mnist.name} digits")
 rows = [
-    dict(key=f"fid_{solver}_nfe{nfe}", metric=f"FID (MNIST-classifier features), {solver}, {nfe} NFE",
-         value=round(value, 2), data=fid_data, note=f"{classes} classes covered")
+    dict(key=f"fid_{solver}_nfe{nfe}",
+         metric=f"FID (MNIST-classifier features), {solver}, {nfe} NFE", value=round(value, 2),
+         data=fid_data, note=f"{classes} classes covered")
     for (solver, nfe), (value, classes) in fid.items()
 ]
 rows += [
-    dict(key="bits_per_dim", metric="test bits/dim (ODE likelihood, upper bound)", value=round(bits.mean, 3),
-         headline=True,
-         data=f"{len(likelihood_digits):,} held-out {mnist.name} digits, 8-bit, one dequantisation draw each",
-         paper="2.99 (CIFAR-10, FM w/ OT)", note=f"± {bits.standard_error:.3f} s.e.; {config.likelihood_steps} Heun steps"),
+    dict(key="bits_per_dim", metric="test bits/dim (ODE likelihood, upper bound)",
+         value=round(bits.mean, 3), headline=True,
+         data=f"{len(likelihood_digits):,} held-out {mnist.name} digits, "
+              "8-bit, one dequantisation draw each",
+         paper="2.99 (CIFAR-10, FM w/ OT)",
+         note=f"± {bits.standard_error:.3f} s.e.; {config.likelihood_steps} Heun steps"),
     dict(key="toy_straightness_ot", metric="2-D toy: straightness S, OT path (1-rectified flow)",
-         value=round(straightness["ot"], 4), data="8-Gaussian mixture, 100 Euler steps", steps=config.toy_steps,
-         wall_time_s=round(toy_histories["ot"].wall_time)),
-    dict(key="toy_straightness_reflow", metric="2-D toy: straightness S after reflow (2-rectified flow)",
-         value=round(straightness["reflow"], 4), data=f"8-Gaussian mixture, {config.reflow_pairs:,} pairs",
+         value=round(straightness["ot"], 4), data="8-Gaussian mixture, 100 Euler steps",
+         steps=config.toy_steps, wall_time_s=round(toy_histories["ot"].wall_time)),
+    dict(key="toy_straightness_reflow",
+         metric="2-D toy: straightness S after reflow (2-rectified flow)",
+         value=round(straightness["reflow"], 4),
+         data=f"8-Gaussian mixture, {config.reflow_pairs:,} pairs",
          steps=config.toy_steps + config.reflow_steps,
          wall_time_s=round(toy_histories["ot"].wall_time + toy_histories["reflow"].wall_time)),
     dict(key="toy_straightness_vp", metric="2-D toy: straightness S, diffusion (VP) path",
-         value=round(straightness["vp"], 4), data="8-Gaussian mixture, 100 Euler steps", steps=config.toy_steps,
-         wall_time_s=round(toy_histories["vp"].wall_time)),
+         value=round(straightness["vp"], 4), data="8-Gaussian mixture, 100 Euler steps",
+         steps=config.toy_steps, wall_time_s=round(toy_histories["vp"].wall_time)),
 ]
 icu.record_results(
     "flow_matching",
@@ -1017,24 +1056,34 @@ gates = config.gates
 print(
     f"gradient cosine {cosine_same:.4f}; toy energy distances "
     + ", ".join(f"{p} {v:.4f}" for p, v in toy_quality.items())
-    + f" vs noise {noise_2d:.4f}; straightness {straightness['ot']:.4f} → {straightness['reflow']:.4f}; "
-    f"one step {few_step['ot', 1]:.4f} → {few_step['reflow', 1]:.4f}; held-out loss {heldout:.4f} vs "
-    f"{heldout_untrained:.4f}; FID {fid['heun', 100 if ('heun', 100) in fid else config.nfe_counts[-1]][0]:.1f} vs "
-    f"{fid_untrained:.0f}; bits/dim {bits.mean:.3f} vs {bits_untrained.mean:.3f}; half the ODE steps: "
+    + f" vs noise {noise_2d:.4f}; "
+    f"straightness {straightness['ot']:.4f} → {straightness['reflow']:.4f}; "
+    f"one step {few_step['ot', 1]:.4f} → {few_step['reflow', 1]:.4f}; "
+    f"held-out loss {heldout:.4f} vs {heldout_untrained:.4f}; "
+    f"FID {fid['heun', 100 if ('heun', 100) in fid else config.nfe_counts[-1]][0]:.1f} vs "
+    f"{fid_untrained:.0f}; bits/dim {bits.mean:.3f} vs {bits_untrained.mean:.3f}; "
+    "half the ODE steps: "
     + ", ".join(f"{value:.3f}" for value in solver_check.values())
 )
-assert cosine_same > gates.gradient_cosine, "the conditional loss's gradient is not the marginal one's"
-assert all(v < gates.toy_fraction * noise_2d for v in toy_quality.values()), "a 2-D field did not learn the mixture"
-assert straightness["reflow"] < gates.straighter * straightness["ot"], "reflow did not straighten the paths"
+assert cosine_same > gates.gradient_cosine, (
+    "the conditional loss's gradient is not the marginal one's")
+assert all(v < gates.toy_fraction * noise_2d for v in toy_quality.values()), (
+    "a 2-D field did not learn the mixture")
+assert straightness["reflow"] < gates.straighter * straightness["ot"], (
+    "reflow did not straighten the paths")
 assert few_step["reflow", 1] < few_step["ot", 1], "reflow did not improve one-step samples"
-assert (exact_field_ll - truth_ll).abs().max() < 0.01, "the likelihood ODE does not reproduce the exact density"
-assert difference.mean().abs() < 4 * difference.std() / len(difference) ** 0.5 + 1e-3, "Hutchinson is biased"
+assert (exact_field_ll - truth_ll).abs().max() < 0.01, (
+    "the likelihood ODE does not reproduce the exact density")
+assert difference.mean().abs() < 4 * difference.std() / len(difference) ** 0.5 + 1e-3, (
+    "Hutchinson is biased")
 assert heldout < gates.heldout_fraction * heldout_untrained, "the velocity network did not learn"
 best_nfe = max(n for s, n in fid if s == "heun")
 assert fid["heun", best_nfe][0] < gates.fid_fraction * fid_untrained, "the samples are not digits"
-assert bits.mean < gates.bits_fraction * bits_untrained.mean, "the likelihood is no better than noise's"
+assert bits.mean < gates.bits_fraction * bits_untrained.mean, (
+    "the likelihood is no better than noise's")
 fine, coarse = list(solver_check.values())[:2]
-assert bits.mean > 0 and abs(fine - coarse) < gates.ode_resolution, "the likelihood ODE is not resolved"
+assert bits.mean > 0 and abs(fine - coarse) < gates.ode_resolution, (
+    "the likelihood ODE is not resolved")
 print("quality gates passed")
 
 # %% [markdown]

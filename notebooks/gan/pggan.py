@@ -48,6 +48,7 @@ if "google.colab" in sys.modules:
 
 # %%
 import copy
+import io
 import math
 from types import SimpleNamespace
 
@@ -464,10 +465,18 @@ class Schedule:
         self.images, self.level = int(state["images"]), int(state["level"])
 
 
-def plan(levels, settings, total_images: int) -> list[tuple[int, int, float, int, bool]]:
-    """Every step of a run: (images shown before it, level, alpha, batch size, new level)."""
+def plan(levels, settings, total_images: int, stop_after: int | None = None) -> list[tuple]:
+    """Every step of a run: (images shown before it, level, alpha, batch size, new level).
+    With `stop_after`, the run stops after that many steps and goes on from its schedule saved and
+    loaded as a checkpoint does."""
     schedule, steps = Schedule(levels, settings), []
     while schedule.images < total_images:
+        if len(steps) == stop_after:
+            buffer = io.BytesIO()
+            torch.save(schedule.state_dict(), buffer)
+            buffer.seek(0)
+            schedule = Schedule(levels, settings)
+            schedule.load_state_dict(torch.load(buffer))
         before = schedule.images
         steps.append((before, *schedule.advance()))
     return steps
@@ -478,7 +487,9 @@ def plan(levels, settings, total_images: int) -> list[tuple[int, int, float, int
 # $\ell \ge 1$ starts at the first step taken after $(2\ell - 1)$ phases of images. The last number shows that
 # the check can tell a wrong rule: a stateless rule that compares the level after $n$ images with the level
 # after $n - 1$ misses every level that does not start on a batch boundary — in `full`, where 600,000 is not a
-# multiple of the batch size 128, most of them.
+# multiple of the batch size 128, most of them. The last line stops this profile's run just before each new level,
+# saves the schedule as a checkpoint does and goes on from the loaded copy: unless the level survives the
+# checkpoint, the resumed run skips that reset.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -496,6 +507,15 @@ for profile in icu.PROFILES:
           f"one Adam reset at the first step of each: {verdict(resets == expected)}")
     print(f"    the stateless rule level(n) ≠ level(n − 1) resets at "
           f"{len(set(stateless) & set(expected))} of the {top}")
+
+# A run resumed from a checkpoint just before a new level must still reset Adam there.
+growing_images = config.images_per_phase * (1 + 2 * TOP_LEVEL)
+this_plan = plan(growth_schedule, config, growing_images)
+starts = [i for i, step in enumerate(this_plan) if step[4]]
+resumed_same = all(plan(growth_schedule, config, growing_images, stop_after=i) == this_plan
+                   for i in starts)
+print(f"stopped before each new level and resumed from a checkpoint: the same plan, resets "
+      f"included: {verdict(resumed_same)}")
 
 # %% [markdown]
 # The effective resolution over the growing run of this profile (level $-1 + \alpha$ while a level fades in):
@@ -712,7 +732,7 @@ plt.show()
 # Top left, held-out real images; then the averaged generator of the growing run, its latest weights, and the
 # averaged generator of the baseline. All from the same latent vectors.
 
-# %% tags=["landing-figure"]
+# %% tags=["landing-figure"] landing_crop=[0.51, 0.036, 0.986, 0.336]
 torch.manual_seed(3)
 final_latents = sample_latents(36)
 generators = {"growing, averaged G": growing.average, "growing, latest G": growing.generator,
@@ -885,7 +905,7 @@ icu.record_results(
 # the untrained generator, measured above on the same latents and the same held-out images. Its FID
 # (shapes-classifier features) must fall below a fraction of the untrained generator's, and its attribute
 # proportions must be closer to uniform: mean total variation below a fraction of the untrained generator's
-# (which, stuck on nearly one class per attribute, is close to the 0.667 of a generator that always draws the
+# (which, stuck on nearly one class per attribute, is close to the $2/3$ of a generator that always draws the
 # same class). The fractions are in the configuration cell. In `smoke` (a few hundred steps at $8\times8$,
 # too small for the classifier to read shapes well) the proportions are not yet better than the untrained
 # generator's, so its attribute bound sits above the untrained value and only catches a collapse onto single
