@@ -16,6 +16,7 @@ from .profiles import PROFILES, Config, UnknownProfileError, active_profile, pic
 from .results import (RESULTS_MIME, load_results, markdown_table, read_result, record_results, results_dir,
                       show_table)
 from .runtime import describe_device, output_dir, pick_device, seed_everything
+from .distributed import BatchNotSplittable, is_distributed, is_main_process, rank, shard_batch, world_size
 from .scenes import (RoomScenes, RoomsDataset, look_at, render_views, ring_viewpoints, room_scene, rooms_dataset,
                      sample_free_viewpoints, sample_ring_viewpoints, sample_rooms, viewpoint_pose, viewpoint_vector)
 from .shapes import ATTRIBUTE_VALUES, ShapeAttributes, render_shapes, sample_shape_attributes, shapes_dataset

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .dry_run import dry_run_steps, stand_in_folders, stand_in_images
 from .runtime import cache_root
 
 EMBEDDED_DATASETS = ("mnist_embedded",)
@@ -74,6 +75,8 @@ def load_images(name: str = "mnist_embedded", *, download: bool = True) -> Image
         return embedded_mnist()
     if name not in FULL_DATASETS:
         raise ValueError(f"Unknown dataset {name!r}. Valid names: {', '.join(DATASETS)}.")
+    if dry_run_steps():
+        return stand_in_images(name)
     return _load_full(name, download=download)
 
 
@@ -262,6 +265,8 @@ def load_unpaired_folders(name: str, resolution: int, *, limit: int | None = Non
     datasets), every image centre-cropped to a square and resized to ``resolution``; at most ``limit`` images
     per folder (in file-name order). Nothing is downloaded: when a folder is missing the error says where to
     get the dataset and where to unpack it."""
+    if dry_run_steps():
+        return stand_in_folders(name, resolution, limit)
     root = data_dir() / name
     missing = [part for part in ("trainA", "trainB", "testA", "testB") if not (root / part).is_dir()]
     if missing:
@@ -300,11 +305,19 @@ class TensorBatches:
         self.seed = seed
         self.steps_per_epoch = len(tensors[0]) // batch_size  # the ragged tail is dropped in training
         self._epoch, self._order = None, None
+        # A dry run's stand-in data may hold fewer examples than a batch: its batches are drawn with replacement.
+        self._resample = dry_run_steps() is not None and self.steps_per_epoch == 0 and len(tensors[0]) > 0
+        if self._resample:
+            self.steps_per_epoch = 1
 
     def __len__(self) -> int:
         return len(self.tensors[0])
 
     def batch(self, step: int):
+        if self._resample:
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
+            index = torch.randint(len(self), (self.batch_size,), generator=generator).to(self.tensors[0].device)
+            return self._pack(tuple(t[index] for t in self.tensors))
         if self.steps_per_epoch == 0:
             raise ValueError(f"batch_size {self.batch_size} is larger than the {len(self)} examples; "
                              "a training batch cannot be drawn.")

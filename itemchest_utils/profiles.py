@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from types import SimpleNamespace
 
+from .dry_run import dry_run_batch
+
 PROFILES = ("smoke", "book", "full")
 DEFAULT_PROFILE = "book"
 PROFILE_VARIABLE = "ITEMCHEST_PROFILE"
@@ -77,7 +79,7 @@ def pick_config(*, smoke: dict, book: dict, full: dict, gates: dict | None = Non
     if clashes or "profile" in smoke or "gates" in smoke:
         raise ValueError(f"names used both as a setting and a gate, or reserved: {clashes or ['profile/gates']}")
     name = check_profile(profile) if profile is not None else active_profile()
-    config = Config(profile=name, **configs[name])
+    config = Config(profile=name, **dry_run_batch(configs[name]))
     if any(gates.values()):
         config.gates = SimpleNamespace(**gates[name])
     return config

@@ -12,6 +12,8 @@ import math
 import os
 from pathlib import Path
 
+from .dry_run import dry_run_steps
+from .distributed import rank
 from .profiles import active_profile, check_profile
 from .runtime import output_dir
 
@@ -106,6 +108,9 @@ def record_results(notebook: str, rows: list[dict], *, defaults: dict | None = N
     profile = check_profile(profile) if profile is not None else active_profile()
     if not rows:
         raise ValueError("record_results needs at least one row")
+    if dry_run_steps():
+        print(f"[dry run] {notebook}: {len(rows)} results not recorded (a dry run measures costs, not results)")
+        return
     rows = [{**(defaults or {}), **row} for row in rows]
     keys = [row["key"] for row in rows if row.get("key") is not None]
     if len(keys) != len(set(keys)):
@@ -113,9 +118,10 @@ def record_results(notebook: str, rows: list[dict], *, defaults: dict | None = N
     payload = {"notebook": notebook, "profile": profile,
                "rows": [_check_row(dict(row), index) for index, row in enumerate(rows)]}
     path = results_dir(profile) / f"{notebook}.json"
-    partial = path.with_suffix(".json.partial")
-    partial.write_text(json.dumps(payload, indent=1, ensure_ascii=False) + "\n")
-    partial.replace(path)
+    if rank() == 0:   # under torchrun every rank runs the page; rank 0's numbers are those of the checkpoint
+        partial = path.with_suffix(".json.partial")
+        partial.write_text(json.dumps(payload, indent=1, ensure_ascii=False) + "\n")
+        partial.replace(path)
     if display:
         table = results_markdown(payload["rows"], profile)
         try:

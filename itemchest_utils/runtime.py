@@ -11,8 +11,15 @@ import torch
 
 
 def pick_device(prefer: str | None = None) -> torch.device:
-    """cuda, then Apple's mps, then cpu. ``ITEMCHEST_DEVICE`` (or ``prefer``) overrides the choice."""
+    """cuda, then Apple's mps, then cpu. ``ITEMCHEST_DEVICE`` (or ``prefer``) overrides the choice.
+
+    Under ``torchrun`` on GPUs each process gets the GPU of its ``LOCAL_RANK`` (a plain "cuda" choice included)."""
+    from .distributed import init_distributed, rank_device
+
+    init_distributed()
     choice = prefer or os.environ.get("ITEMCHEST_DEVICE")
+    if rank_device() is not None and (not choice or torch.device(choice).type == "cuda"):
+        return rank_device()
     if choice:
         device = torch.device(choice)
         if device.type == "cuda" and not torch.cuda.is_available():
@@ -53,7 +60,13 @@ def cache_root() -> Path:
 
 
 def output_dir(*parts: str) -> Path:
-    """Folder for files a notebook writes (GIFs, figures): ``$ITEMCHEST_OUTPUTS``, else ``./itemchest_outputs``."""
-    path = Path(os.environ.get("ITEMCHEST_OUTPUTS") or "itemchest_outputs").joinpath(*parts)
+    """Folder for files a notebook writes (GIFs, figures): ``$ITEMCHEST_OUTPUTS``, else ``./itemchest_outputs``.
+
+    Under ``torchrun`` every rank runs the page; ranks other than 0 write under ``rank-<r>/`` so that rank 0's files
+    (those of the weights its checkpoint holds) are never overwritten."""
+    from .distributed import rank
+
+    root = Path(os.environ.get("ITEMCHEST_OUTPUTS") or "itemchest_outputs")
+    path = (root if rank() == 0 else root / f"rank-{rank()}").joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)
     return path

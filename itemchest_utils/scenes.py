@@ -35,6 +35,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from .dry_run import dry_run_steps, procedural_count
 from .runtime import cache_root
 
 # Bump when anything that changes the rendered pixels or the sampled scenes changes, so stale caches
@@ -582,6 +583,8 @@ def rooms_dataset(num_scenes: int, views_per_scene: int = 10, resolution: int = 
     """
     if camera not in CAMERA_MODES:
         raise ValueError(f"unknown camera mode {camera!r}; use one of {CAMERA_MODES}")
+    if dry_run_steps():  # a dry run times training, not rendering: a few hundred rooms, never cached
+        num_scenes, cache = procedural_count(num_scenes, f"rooms at {resolution}×{resolution}"), False
     _check_counts(num_scenes, views_per_scene)
     if resolution < 8:
         raise ValueError(f"resolution {resolution} is too small to show a room; use 8 or more (GQN uses 64)")

@@ -29,6 +29,9 @@ from typing import Callable, Mapping, Sequence
 
 import torch
 
+from .distributed import (DataParallelTraining, average_over_ranks, barrier, gather_rng_states, is_main_process,
+                          restore_rng_state, same_on_every_rank, world_size)
+from .dry_run import dry_run_fit, dry_run_steps
 from .profiles import active_profile
 from .runtime import cache_root, describe_device
 
@@ -63,6 +66,7 @@ class History:
     device: str = ""
     description: str = ""
     skipped: bool = False
+    dry_run: bool = False
 
     def __getitem__(self, key: str) -> list[float]:
         return self.metrics[key]
@@ -85,6 +89,8 @@ class History:
         """One paragraph on the run that produced the weights: the same text after training or after resuming."""
         if self.skipped:
             return f"{self.description}: training skipped ({SKIP_TRAINING_VARIABLE} is set); the model is untrained."
+        if self.dry_run:
+            return f"{self.description}: a dry run ({len(self.steps)} steps timed on random data); nothing trained."
         steps = self.steps[-1] + 1 if self.steps else 0
         final = ", ".join(f"{key} {value:.4g}" for key, value in self.final().items())
         window = min(100, len(self.steps))
@@ -97,7 +103,7 @@ class History:
         return {"steps": list(self.steps), "metrics": {k: list(v) for k, v in self.metrics.items()},
                 "wall_time": self.wall_time, "images_seen": self.images_seen,
                 "records": {k: {"steps": list(v["steps"]), "values": list(v["values"])} for k, v in self.records.items()},
-                "device": self.device, "description": self.description}
+                "device": self.device, "description": self.description, "dry_run": self.dry_run}
 
     @classmethod
     def from_state(cls, state: Mapping, resumed_from: int) -> "History":
@@ -106,7 +112,7 @@ class History:
         return cls(steps=list(state["steps"]), metrics={k: list(v) for k, v in state["metrics"].items()},
                    wall_time=float(state["wall_time"]), images_seen=int(state["images_seen"]),
                    resumed_from=resumed_from, records=records, device=state.get("device", ""),
-                   description=state.get("description", ""))
+                   description=state.get("description", ""), dry_run=bool(state.get("dry_run", False)))
 
 
 def checkpoint_dir() -> Path:
@@ -121,7 +127,8 @@ def run_checkpoint(run: str, profile: str | None = None) -> Path:
     page, _, name = run.partition("/")
     if not page or not name or "/" in name or any(c in run for c in " \\"):
         raise ValueError(f"run must look like 'page/name' (e.g. 'ddpm/main'), not {run!r}")
-    return checkpoint_dir() / page / f"{profile or active_profile()}-{name}.pt"
+    dry = "-dry-run" if dry_run_steps() else ""  # a dry run's weights never stand in for a trained run's
+    return checkpoint_dir() / page / f"{profile or active_profile()}{dry}-{name}.pt"
 
 
 def _source_fingerprint(obj) -> str:
@@ -159,7 +166,7 @@ def _progress_bar(**kwargs):
     mode = os.environ.get("ITEMCHEST_PROGRESS", "auto")
     from tqdm.std import tqdm
 
-    if mode == "off":
+    if mode == "off" or not is_main_process():  # under torchrun one bar, rank 0's
         return tqdm(disable=True, **kwargs)
     if mode != "text":
         try:
@@ -180,13 +187,18 @@ def _state_dicts(state: Mapping[str, object]) -> dict:
 
 
 def save_checkpoint(path: Path, step: int, state: Mapping[str, object], history: History,
-                    config: Mapping | None, code: Mapping[str, str] | None = None) -> None:
-    """Write atomically (temp file + rename) so an interrupted save never leaves a broken file."""
+                    config: Mapping | None, code: Mapping[str, str] | None = None,
+                    rank_rng: list[dict] | None = None) -> None:
+    """Write atomically (temp file + rename) so an interrupted save never leaves a broken file.
+
+    ``rank_rng`` (under torchrun) is every rank's RNG state, so that each rank of a resumed run draws its own noise."""
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"step": step, "state": _state_dicts(state), "history": history.as_state(),
                "config": dict(config or {}), "code": dict(code or {}), "torch_rng": torch.get_rng_state()}
     if torch.cuda.is_available():
         payload["cuda_rng"] = torch.cuda.get_rng_state_all()
+    if rank_rng is not None:
+        payload["rank_rng"] = rank_rng
     temporary = path.with_name(path.name + ".tmp")
     torch.save(payload, temporary)
     os.replace(temporary, path)
@@ -233,6 +245,7 @@ def load_checkpoint(path: Path, state: Mapping[str, object], config: Mapping | N
     torch.set_rng_state(payload["torch_rng"])
     if "cuda_rng" in payload and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(payload["cuda_rng"])
+    restore_rng_state(payload.get("rank_rng"))  # under torchrun: this rank's own state
     step = int(payload["step"])
     return step, History.from_state(payload["history"], resumed_from=step)
 
@@ -274,12 +287,12 @@ def load_trained(run: str, *, code: Sequence[object] = (), profile: str | None =
                       resumed_from=int(payload["step"])), state=payload["state"], code=dict(payload.get("code", {})))
 
 
-def _as_scalar(name: str, value) -> torch.Tensor | float:
+def _as_scalar(name: str, value, as_tensor: bool = False) -> torch.Tensor | float:
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
             raise ValueError(f"train_step returned {name!r} with shape {tuple(value.shape)}; return scalars")
         return value.detach().reshape(())
-    return float(value)
+    return torch.tensor(float(value), dtype=torch.float64) if as_tensor else float(value)
 
 
 def _config_dict(config) -> dict:
@@ -309,6 +322,11 @@ def fit(train_step: Callable[[object], Mapping[str, object]], batches, *, steps:
       each ``every`` callback is then called once, at step 0.
     - ``ITEMCHEST_STOP_AFTER=N`` stops a checkpointed run after step N with a checkpoint written there and raises
       :class:`TrainingInterrupted` (train in sessions, or test that a resumed run equals an uninterrupted one).
+    - Under ``torchrun`` (``WORLD_SIZE`` > 1) the run is data-parallel (:mod:`itemchest_utils.distributed`): each
+      process trains on its slice of every batch, gradients and the history's values are averaged over the
+      processes, and only rank 0 prints and writes the checkpoint.
+    - ``ITEMCHEST_DRY_RUN=N`` times ``N`` steps and reports the run's cost instead of training it
+      (:mod:`itemchest_utils.dry_run`).
     """
     description = description or (run or "train")
     config_values = _config_dict(config)
@@ -321,21 +339,34 @@ def fit(train_step: Callable[[object], Mapping[str, object]], batches, *, steps:
         if not callable(callback):
             raise TypeError(f"every[{period}] must be a function of the step, not {callback!r}")
 
+    if dry_run_steps():  # ITEMCHEST_DRY_RUN: time a few steps of the full-size run, train nothing
+        return dry_run_fit(train_step, batches, steps=steps, state=state, run=run, callbacks=callbacks,
+                           description=description, config=config_values, code=fingerprint,
+                           device=torch.device(device) if device is not None else _device_of(state))
+
     if os.environ.get(SKIP_TRAINING_VARIABLE, "").strip() not in ("", "0"):
         history = History(description=description, skipped=True)
         for callback in callbacks.values():  # once, on the untrained state, so pages that read recordings run
             history.records[callback.__name__] = {"steps": [0], "values": [callback(0)]}
-        print(history.summary())
+        if is_main_process():
+            print(history.summary())
         return history
 
+    stop_after = _stop_after(path)
+    parallel = DataParallelTraining(state).start()  # under torchrun: shards, averaged gradients; else nothing
     start, history = 0, History(description=description)
-    if path is not None and path.exists():
-        start, history = load_checkpoint(path, state, config_values, fingerprint)
-        history.description = description
+    try:
+        resume = path is not None and same_on_every_rank(path.exists(), f"whether {_shown(path)} exists")
+        if resume:
+            start, history = load_checkpoint(path, state, config_values, fingerprint)
+            history.description = description
+    except BaseException:
+        parallel.close()
+        raise
     if start < steps:
         history.device = describe_device(torch.device(device) if device is not None else _device_of(state))
+        history.device = f"{world_size()} × {history.device}" if parallel.active else history.device
     save_every = checkpoint_every or max(1, steps // 10)
-    stop_after = _stop_after(path)
     batch_size = getattr(batches, "batch_size", 1)
 
     pending: list[tuple[int, dict]] = []
@@ -346,7 +377,8 @@ def fit(train_step: Callable[[object], Mapping[str, object]], batches, *, steps:
         if not pending:
             return
         tensors = [v for _, values in pending for v in values.values() if isinstance(v, torch.Tensor)]
-        read = iter(torch.stack([t.double().to(tensors[0].device) for t in tensors]).tolist() if tensors else [])
+        read = iter(average_over_ranks(torch.stack([t.double().to(tensors[0].device) for t in tensors])).tolist()
+                    if tensors else [])  # under torchrun: the global batch's values
         rows = [{k: next(read) if isinstance(v, torch.Tensor) else v for k, v in values.items()}
                 for _, values in pending]
         for (step, _), values in zip(pending, rows):
@@ -368,10 +400,12 @@ def fit(train_step: Callable[[object], Mapping[str, object]], batches, *, steps:
 
     session_images, session_start, saved = 0, time.perf_counter(), None
     bar = _progress_bar(total=steps, initial=start, desc=description, unit="step")
+    for note in parallel.notes if is_main_process() else []:
+        print(note)
     try:
         for step in range(start, steps):
-            returned = train_step(batches.batch(step))
-            pending.append((step, {k: _as_scalar(k, v) for k, v in returned.items()}))
+            returned = train_step(parallel.shard(batches.batch(step)))
+            pending.append((step, {k: _as_scalar(k, v, as_tensor=parallel.active) for k, v in returned.items()}))
             session_images += batch_size
             done = step + 1
             stopping = done == stop_after and done < steps
@@ -391,7 +425,10 @@ def fit(train_step: Callable[[object], Mapping[str, object]], batches, *, steps:
                 snapshot = History(history.steps, history.metrics, history.wall_time + elapsed,
                                    history.images_seen + session_images, records=history.records,
                                    device=history.device, description=description)
-                save_checkpoint(path, done, state, snapshot, config_values, fingerprint)
+                rank_rng = gather_rng_states()  # under torchrun: every rank's, gathered; rank 0 alone writes
+                if is_main_process():
+                    save_checkpoint(path, done, state, snapshot, config_values, fingerprint, rank_rng=rank_rng)
+                barrier()
                 saved = snapshot
             if stopping:
                 raise TrainingInterrupted(
@@ -399,12 +436,14 @@ def fit(train_step: Callable[[object], Mapping[str, object]], batches, *, steps:
                     f"checkpoint ({_shown(path)}) is kept. Run again without {STOP_AFTER_VARIABLE} to resume.")
     finally:
         bar.close()
+        parallel.close()
         if session_images and saved is not None and saved.steps and saved.steps[-1] == steps - 1:
             history.wall_time, history.images_seen = saved.wall_time, saved.images_seen  # what the file says
         elif session_images:
             history.wall_time += time.perf_counter() - session_start
             history.images_seen += session_images
-    print(history.summary())
+    if is_main_process():
+        print(history.summary())
     return history
 
 

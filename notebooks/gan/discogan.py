@@ -375,6 +375,12 @@ plt.show()
 # domain: the model never sees a pair. The held-out test set is different: every test scene is rendered in
 # both styles, so `images_b[i]` is the exact translation of `images_a[i]`, and a translation can be scored
 # against the truth — something real unpaired datasets cannot give.
+#
+# **No real dataset, in any profile.** The paper's domains (CelebA faces split by an attribute, edges2shoes
+# and edges2handbags, rendered cars and faces at many angles) have no loader in this project: CelebA's
+# download is rate-limited and the rendered 3-D sets are not distributed in a fixed form. The `full` profile
+# therefore keeps these shapes, with more training images, wider networks, batches of 64 and more seeds; its
+# numbers are comparable with this page's, not with the paper's pictures.
 
 # %%
 STYLES = ("style", "filled", "outline")  # the attribute that differs, its value in A and in B

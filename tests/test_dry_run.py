@@ -1,0 +1,167 @@
+"""The dry run of the ``full`` profile: the switch, the stand-in data, the report, and every page at full size."""
+
+import ast
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from itemchest_utils import TensorBatches, fit, load_images, pick_config, run_checkpoint, save_checkpoint
+from itemchest_utils.dry_run import (BATCH_VARIABLE, DRY_RUN_VARIABLE, REPORT_VARIABLE, STAND_IN_IMAGES, dry_run_steps,
+                                     procedural_count)
+from itemchest_utils.full_dry_run import (RECORD, all_pages, dry_run_pages, last_training_cell, markdown_rows,
+                                         readme_section, statements_to_run)
+from itemchest_utils.gpu_check import fit_read_back_cost
+from itemchest_utils.gpu_check import table as gpu_table
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def dry(monkeypatch, tmp_path):
+    monkeypatch.setenv(DRY_RUN_VARIABLE, "3")
+    monkeypatch.setenv(REPORT_VARIABLE, str(tmp_path / "report.jsonl"))
+    monkeypatch.setenv("ITEMCHEST_CHECKPOINTS", str(tmp_path / "checkpoints"))
+    return tmp_path
+
+
+def small_problem():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    x = torch.randn(64, 4)
+
+    def train_step(batch):
+        loss = model(batch).pow(2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        return {"loss": loss}
+
+    return model, optimizer, train_step, TensorBatches(x, batch_size=16)
+
+
+def test_the_switch_reads_a_step_count(monkeypatch):
+    monkeypatch.delenv(DRY_RUN_VARIABLE, raising=False)
+    assert dry_run_steps() is None
+    monkeypatch.setenv(DRY_RUN_VARIABLE, "5")
+    assert dry_run_steps() == 5
+    monkeypatch.setenv(DRY_RUN_VARIABLE, "a few")
+    with pytest.raises(ValueError, match="number of training steps"):
+        dry_run_steps()
+
+
+def test_fit_times_a_few_real_steps_and_reports_the_run(dry):
+    model, optimizer, train_step, batches = small_problem()
+    before = [p.detach().clone() for p in model.parameters()]
+    recorded = []
+    history = fit(train_step, batches, steps=50_000, state={"model": model, "optimizer": optimizer},
+                  run="toy/main", every={1000: lambda step: recorded.append(step) or step})
+    assert history.dry_run and history.steps == [0, 1, 2]
+    assert recorded == [3]  # the periodic work ran once, after the timed steps
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))  # the real train_step ran
+    (row,) = [json.loads(line) for line in (dry / "report.jsonl").read_text().splitlines()]
+    assert row["run"] == "toy/main" and row["parameters"] == {"model": 4 * 8 + 8 + 8 + 1}
+    assert row["batch"] == "(16, 4) float32" and row["timed_steps"] == 3 and row["steps"] == 50_000
+    assert row["projected_hours"] == pytest.approx(row["seconds_per_step"] * 50_000 / 3600)
+    assert row["peak_memory_gib"] > 0
+    assert "a dry run" in history.summary()
+    assert "toy/main" in markdown_rows([row])
+
+
+def test_a_dry_run_never_reads_or_writes_a_real_checkpoint(dry, monkeypatch):
+    model, optimizer, train_step, batches = small_problem()
+    monkeypatch.delenv(DRY_RUN_VARIABLE)
+    real = run_checkpoint("toy/main")
+    from itemchest_utils import History
+
+    save_checkpoint(real, 10, {"model": model, "optimizer": optimizer}, History(), {})
+    written = real.stat().st_mtime_ns
+    monkeypatch.setenv(DRY_RUN_VARIABLE, "2")
+    assert run_checkpoint("toy/main") != real
+    fit(train_step, batches, steps=100, state={"model": model, "optimizer": optimizer}, run="toy/main")
+    assert real.stat().st_mtime_ns == written
+    assert run_checkpoint("toy/main").exists()  # the dry run's own weights, for a page that reads this run
+
+
+def test_full_datasets_become_random_stand_ins_of_their_shape(dry, monkeypatch):
+    monkeypatch.setenv("ITEMCHEST_DATA", str(dry / "no-data-here"))  # nothing cached, nothing downloaded
+    cifar = load_images("cifar10")
+    assert cifar.image_shape == (3, 32, 32) and "stand-in" in cifar.name and "random" in cifar.source
+    assert 0 <= cifar.train_images.min() and cifar.train_images.max() <= 1
+    assert procedural_count(20_000, "rooms") == STAND_IN_IMAGES
+
+
+def test_a_quick_shape_check_sets_the_batch_size_and_batches_draw_with_replacement(dry, monkeypatch):
+    monkeypatch.setenv(BATCH_VARIABLE, "2")
+    settings = dict(steps=10, batch_size=64)
+    config = pick_config(smoke=settings, book=settings, full=settings, profile="full")
+    assert config.batch_size == 2
+    monkeypatch.delenv(DRY_RUN_VARIABLE)
+    assert pick_config(smoke=settings, book=settings, full=settings, profile="full").batch_size == 64
+    monkeypatch.setenv(DRY_RUN_VARIABLE, "1")
+    few = TensorBatches(torch.arange(5.0), batch_size=8)  # fewer stand-in examples than a batch
+    assert few.batch(0).shape == (8,) and torch.equal(few.batch(3), few.batch(3))
+
+
+def test_the_last_training_cell_is_found_through_the_pages_own_functions():
+    cells = ["import itemchest_utils as icu",
+             "def train(name):\n    return icu.fit(step, batches, steps=10)",
+             "def evaluate():\n    return 1",
+             "runs = {name: train(name) for name in ('a', 'b')}",
+             "evaluate()"]
+    assert last_training_cell(cells) == 3
+    assert last_training_cell(["x = 1", "probe = LogisticRegression().fit(x, y)"]) is None  # not icu.fit
+
+
+def test_a_dry_run_keeps_the_trainings_and_what_they_need_and_leaves_out_the_evaluation():
+    cells = ["import itemchest_utils as icu",
+             "first = icu.fit(step, batches, steps=10)",
+             "samples = sample(first, 10_000)\nmodel = build()",
+             "scores = {name: fid(samples) for name in names}",
+             "for seed in (1, 2):\n    net = make(model, seed)\n    icu.fit(net.step, batches, steps=10)\n"
+             "    scores[seed] = fid(sample(net, 10_000))",
+             "print(scores)"]
+    kept = [[ast.unparse(statement) for statement in cell] for cell in statements_to_run(cells)]
+    assert kept[:2] == [[cells[0]], [cells[1]]]  # the setup, up to the first training, runs whole
+    assert kept[2] == ["model = build()"] and kept[3] == [] and kept[5] == []
+    assert kept[4] == ["for seed in (1, 2):\n    net = make(model, seed)\n    icu.fit(net.step, batches, steps=10)"]
+
+
+@pytest.mark.skipif(os.environ.get("ITEMCHEST_SKIP_FULL_DRY_RUN") == "1", reason="ITEMCHEST_SKIP_FULL_DRY_RUN=1")
+def test_every_page_builds_and_trains_its_full_models(tmp_path):
+    """One real training step of every run of every page, with the `full` profile's models, on stand-in data
+    (batches of 2 where the batch size is a setting, to keep CI fast): a shape, schedule or configuration bug
+    in `full` fails here, on a CPU."""
+    pages = all_pages(ROOT)
+    rows, outcomes = dry_run_pages(pages, 1, workdir=tmp_path, timeout=900, environment={BATCH_VARIABLE: "2"})
+    failed = {name: outcome["output"][-3000:] for name, outcome in outcomes.items() if outcome["returncode"]}
+    assert not failed, "\n\n".join(f"--- {name}:\n{output}" for name, output in failed.items())
+    pages_with_runs = {row["run"].partition("/")[0] for row in rows}
+    trains_nothing = {"ddim"}  # samples DDPM's network; its dry run reads DDPM's dry-run weights
+    assert pages_with_runs == {page.stem for page in pages} - trains_nothing
+    assert all(sum(row["parameters"].values()) > 0 and row["seconds_per_step"] > 0 for row in rows)
+
+
+def test_the_gpu_check_measures_reading_values_back_and_tables_its_variants():
+    rates = fit_read_back_cost(torch.device("cpu"), steps=10)
+    assert set(rates) == {"log_every=1", "log_every=20"} and all(rate > 0 for rate in rates.values())
+    timing = {"seconds_per_step": 0.5, "peak_memory_gib": 1.0, "nonfinite": None}
+    row = {"description": "Toy", "run": "toy/main", "parameters": {"model": 10}, "batch": "(4, 2) float32",
+           "batch_size": 4, "variants": {"fp32": timing, "bf16": {**timing, "seconds_per_step": 0.25},
+                                         "compile": {**timing, "nonfinite": "loss at step 3"}}}
+    lines = gpu_table([row], ["fp32", "bf16", "compile"]).splitlines()
+    assert lines[2].split(" | ")[3:] == ["2.00", "8", "1.0", "2.00", "non-finite |"]
+
+
+def test_the_readme_shows_the_recorded_dry_run_of_every_page():
+    record = json.loads((ROOT / RECORD).read_text())
+    assert readme_section(record) in (ROOT / "README.md").read_text(), (
+        "README.md's dry-run table differs from results/full_dry_run.json: run "
+        "python -m itemchest_utils.full_dry_run --all --steps 2 --record")
+    trains_nothing = {"ddim"}
+    assert {row["run"].partition("/")[0] for row in record["rows"]} == {p.stem for p in all_pages(ROOT)} - trains_nothing
+    assert all(row["batch_set_to"] is None for row in record["rows"])  # full batches, not a quick check
