@@ -9,8 +9,9 @@ profile with ``ITEMCHEST_DRY_RUN=N`` set, which changes three things and nothing
 - ``icu.fit`` runs ``N`` steps of the page's own ``train_step`` on full-size models and full-size batches, calls
   each periodic callback (``every=``) once, and prints what the run would cost: trained parameters, the batch,
   seconds per step on this device, peak memory and the projected wall time of all the run's steps;
-- nothing is recorded: ``icu.record_results`` writes nothing, and the weights after ``N`` steps go to a separate
-  ``full-dry-run-*`` checkpoint (read only by another page's dry run, e.g. DDIM reading DDPM's network).
+- nothing is recorded: ``icu.record_results`` writes nothing, and no checkpoint is written, except the weights of
+  the runs another page reads (``ITEMCHEST_DRY_RUN_KEEP``, e.g. DDPM's network for DDIM), to a separate
+  ``full-dry-run-*`` file that a normal run never reads.
 
 The runner executes a page's setup and its trainings, not the evaluation between and after them: evaluating a
 full-size model (thousands of samples, hundreds of sampler steps) is the expensive part of a ``full`` run, and is
@@ -29,6 +30,7 @@ import torch
 
 DRY_RUN_VARIABLE = "ITEMCHEST_DRY_RUN"
 REPORT_VARIABLE = "ITEMCHEST_DRY_RUN_REPORT"
+KEEP_VARIABLE = "ITEMCHEST_DRY_RUN_KEEP"          # runs ("page/name", comma-separated) whose weights other pages read
 BATCH_VARIABLE = "ITEMCHEST_DRY_RUN_BATCH"        # the pages' batch size in a quick shape check
 STAND_IN_IMAGES = 512          # examples held per split of a stand-in dataset: a few full batches
 QUICK_STAND_IN_IMAGES = 16     # in a quick shape check: data-dependent initialisations stay cheap
@@ -295,6 +297,9 @@ def dry_run_fit(train_step, batches, *, steps: int, state, run: str | None, call
     if os.environ.get(REPORT_VARIABLE):
         with open(os.environ[REPORT_VARIABLE], "a") as report:
             report.write(json.dumps(row) + "\n")
-    if run is not None:  # so a page that reads this run (load_trained) can be dry-run after it
-        save_checkpoint(run_checkpoint(run), first_step, state, history, config, code)
+    if run is not None and run in os.environ.get(KEEP_VARIABLE, "").split(","):
+        # Another page reads this run (load_trained): keep its weights, not its optimizer states, which for a
+        # full-size model would fill a disk across a page's many runs.
+        weights = {name: obj for name, obj in state.items() if isinstance(obj, torch.nn.Module)}
+        save_checkpoint(run_checkpoint(run), first_step, weights, history, config, code)
     return history

@@ -21,7 +21,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from .dry_run import BATCH_VARIABLE, DRY_RUN_VARIABLE, REPORT_VARIABLE, DryRunError, announce, hours
+from .dry_run import (BATCH_VARIABLE, DRY_RUN_VARIABLE, KEEP_VARIABLE, REPORT_VARIABLE, DryRunError, announce,
+                      hours)
 
 # --- running a page ---------------------------------------------------------------------------------------------
 
@@ -81,14 +82,19 @@ def last_training_cell(cells: list[str]) -> int | None:
     return found[-1] if found else None
 
 
-def page_dependencies(page: Path) -> list[str]:
-    """Pages whose runs this page reads with ``load_trained("<page>/<run>")``."""
+def runs_read(page: Path) -> list[str]:
+    """The runs (``"<page>/<run>"``) this page reads with ``load_trained``."""
     found = []
     for node in ast.walk(ast.parse(page.read_text())):
         if (isinstance(node, ast.Call) and _called_names(node) & {"load_trained", "icu.load_trained"} and node.args
                 and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
-            found.append(node.args[0].value.partition("/")[0])
+            found.append(node.args[0].value)
     return list(dict.fromkeys(found))
+
+
+def page_dependencies(page: Path) -> list[str]:
+    """Pages whose runs this page reads with ``load_trained("<page>/<run>")``."""
+    return list(dict.fromkeys(run.partition("/")[0] for run in runs_read(page)))
 
 
 def _outer_scope(node: ast.AST):
@@ -264,6 +270,7 @@ def dry_run_pages(pages: list[Path], steps: int, *, workdir: Path, timeout: floa
     order, and each page's outcome."""
     pages = ordered_with_dependencies(pages)
     names = {page.resolve(): page.stem for page in pages}
+    keep = ",".join(sorted({run for page in pages for run in runs_read(page)}))
 
     def run(page: Path, needs: list) -> dict:
         for need in needs:
@@ -272,7 +279,8 @@ def dry_run_pages(pages: list[Path], steps: int, *, workdir: Path, timeout: floa
         report.touch()
         started = time.perf_counter()
         done = subprocess.run([sys.executable, "-m", "itemchest_utils.full_dry_run", "--one", str(page)],
-                              env={**_page_environment(steps, workdir, report), **(environment or {})},
+                              env={**_page_environment(steps, workdir, report), KEEP_VARIABLE: keep,
+                                   **(environment or {})},
                               capture_output=True, text=True, timeout=timeout)
         return {"returncode": done.returncode, "seconds": time.perf_counter() - started,
                 "output": done.stdout[-6000:] + done.stderr[-6000:],

@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from itemchest_utils import TensorBatches, fit, load_images, pick_config, run_checkpoint, save_checkpoint
-from itemchest_utils.dry_run import (BATCH_VARIABLE, DRY_RUN_VARIABLE, REPORT_VARIABLE, STAND_IN_IMAGES, dry_run_steps,
-                                     procedural_count)
+from itemchest_utils.dry_run import (BATCH_VARIABLE, DRY_RUN_VARIABLE, KEEP_VARIABLE, REPORT_VARIABLE,
+                                     STAND_IN_IMAGES, dry_run_steps, procedural_count)
 from itemchest_utils.full_dry_run import (RECORD, all_pages, dry_run_pages, last_training_cell, markdown_rows,
                                          readme_section, statements_to_run)
 from itemchest_utils.gpu_check import fit_read_back_cost
@@ -84,7 +84,11 @@ def test_a_dry_run_never_reads_or_writes_a_real_checkpoint(dry, monkeypatch):
     assert run_checkpoint("toy/main") != real
     fit(train_step, batches, steps=100, state={"model": model, "optimizer": optimizer}, run="toy/main")
     assert real.stat().st_mtime_ns == written
-    assert run_checkpoint("toy/main").exists()  # the dry run's own weights, for a page that reads this run
+    assert not run_checkpoint("toy/main").exists()  # no page reads this run: nothing written
+    monkeypatch.setenv(KEEP_VARIABLE, "other/run,toy/main")  # a page reads it: its weights alone are kept
+    fit(train_step, batches, steps=100, state={"model": model, "optimizer": optimizer}, run="toy/main")
+    assert real.stat().st_mtime_ns == written
+    assert set(torch.load(run_checkpoint("toy/main"), weights_only=True)["state"]) == {"model"}
 
 
 def test_full_datasets_become_random_stand_ins_of_their_shape(dry, monkeypatch):
