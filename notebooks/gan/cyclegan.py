@@ -190,16 +190,17 @@ def to_unit(images):
 
 
 class RandomCropFlip:
-    """The paper's augmentation of photographs: a random crop to `size` (one per batch: per image at the
-    paper's batch of 1) and a random horizontal flip per image, drawn from a generator seeded by the step, so
-    a resumed run sees the batches an uninterrupted one saw."""
+    """The paper's augmentation of photographs: a random crop to `size` (one per batch: per image
+    at the paper's batch of 1) and a random horizontal flip per image, drawn from a generator seeded
+    by the step, so a resumed run sees the batches an uninterrupted one saw."""
 
     def __init__(self, batches, size: int, seed: int):
         self.batches, self.size, self.seed = batches, size, seed
         self.batch_size = batches.batch_size
 
     def augment(self, images, generator):
-        top, left = torch.randint(0, images.shape[-1] - self.size + 1, (2,), generator=generator).tolist()
+        room = images.shape[-1] - self.size + 1
+        top, left = torch.randint(0, room, (2,), generator=generator).tolist()
         images = images[..., top:top + self.size, left:left + self.size]
         flip = (torch.rand(len(images), generator=generator) < 0.5).to(images.device)
         return torch.where(flip[:, None, None, None], images.flip(-1), images)
