@@ -67,19 +67,24 @@ def stand_in_size() -> int:
     return QUICK_STAND_IN_IMAGES if os.environ.get(BATCH_VARIABLE, "").strip() else STAND_IN_IMAGES
 
 
-BATCH_KEYS = ("batch_size", "batch")
+BATCH_KEYS = ("batch_size", "batch", "batch_sizes")   # batch_sizes: {resolution: batch} of a growing schedule
 
 
 def dry_run_batch(settings: dict) -> dict:
-    """A profile's settings with its batch size (``batch_size`` or ``batch``) replaced by
-    ``ITEMCHEST_DRY_RUN_BATCH`` in a dry run: a quick shape check whose times are not the run's. Pages whose
-    batch size is not a setting keep their full batches."""
+    """A profile's settings with its batch size (``batch_size``, ``batch``, or each entry of a ``batch_sizes``
+    schedule) capped at ``ITEMCHEST_DRY_RUN_BATCH`` in a dry run: a quick shape check whose times are not the
+    run's. Pages whose batch size is not a setting keep their full batches."""
     size = _positive(BATCH_VARIABLE) if dry_run_steps() else None
-    if size is None or not set(BATCH_KEYS) & set(settings):
+    keys = [key for key in BATCH_KEYS if key in settings]
+    if size is None or not keys:
         return settings
-    announce(f"batch size {size} instead of {', '.join(str(settings[k]) for k in BATCH_KEYS if k in settings)} "
+
+    def capped(value):
+        return {k: min(size, v) for k, v in value.items()} if isinstance(value, dict) else min(size, value)
+
+    announce(f"batch size {size} instead of {', '.join(str(settings[k]) for k in keys)} "
              f"({BATCH_VARIABLE}: a shape check; the times are not the run's)")
-    return {**settings, **{key: min(size, settings[key]) for key in BATCH_KEYS if key in settings}}
+    return {**settings, **{key: capped(settings[key]) for key in keys}}
 
 
 def announce(text: str) -> None:

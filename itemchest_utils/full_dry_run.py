@@ -328,16 +328,38 @@ def page_table(record: dict) -> str:
 
 
 def readme_section(record: dict) -> str:
-    return (f"{README_BEGIN}\n{page_table(record)}\n\nMeasured with `{record['command']}` on {record['device']}, "
-            f"{record['timed_steps']} real training steps per run, the first one untimed (allocation, warm-up); "
-            f"per-run details in `{RECORD.as_posix()}`.\n{README_END}")
+    again = "".join(f"; {', '.join(update['pages'])} measured again with `{update['command']}` after a change to "
+                    f"their `full` settings" for update in record.get("updates", []))
+    return (f"{README_BEGIN}\n{page_table(record)}\n\nMeasured with `{record['command']}` on {record['device']}"
+            f"{again}: {record['timed_steps']} real training steps per run, the first one untimed (allocation, "
+            f"warm-up); per-run details in `{RECORD.as_posix()}`.\n{README_END}")
 
 
-def write_record(root: Path, rows: list[dict], outcomes: dict, command: str) -> dict:
-    """Keep the dry run's rows in ``results/full_dry_run.json`` and its table in the README."""
+def write_record(root: Path, rows: list[dict], outcomes: dict, command: str, *, update: bool = False) -> dict:
+    """Keep the dry run's rows in ``results/full_dry_run.json`` and its table in the README. With ``update``, the
+    pages dry-run now replace their rows in the kept record (same device and step count), the others stay."""
     record = {"command": command, "device": rows[0]["device"] if rows else "", "rows": rows,
               "timed_steps": min((r["timed_steps"] for r in rows), default=0),
               "page_seconds": {name: round(o["seconds"], 1) for name, o in outcomes.items()}}
+    if update:
+        if not (root / RECORD).is_file():
+            raise DryRunError(f"no {RECORD.as_posix()} to update: record every page first (--all --record)")
+        kept = json.loads((root / RECORD).read_text())
+        if (kept["device"], kept["timed_steps"]) != (record["device"], record["timed_steps"]):
+            raise DryRunError(f"the kept record was measured on {kept['device']} with {kept['timed_steps']} timed "
+                              f"steps per run; this run used {record['device']} and {record['timed_steps']}: "
+                              "record every page again (--all --record)")
+        order = [page.stem for page in all_pages(root)]
+        measured = set(outcomes)
+        rows_by_page = {}
+        for row in kept["rows"] + rows:   # a page's new rows replace its kept ones
+            page = row["run"].partition("/")[0]
+            if row in rows or page not in measured:
+                rows_by_page.setdefault(page, []).append(row)
+        record = {**kept, "rows": [row for page in order for row in rows_by_page.get(page, [])],
+                  "page_seconds": {**kept["page_seconds"], **record["page_seconds"]},
+                  "updates": [*kept.get("updates", []),
+                              {"pages": sorted(measured, key=order.index), "command": command}]}
     (root / RECORD).write_text(json.dumps(record, indent=1) + "\n")
     readme = (root / "README.md").read_text()
     if README_BEGIN not in readme or README_END not in readme:
@@ -359,8 +381,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=1, help="pages dry-run at once (default 1; timings are only "
                         "comparable with one)")
     parser.add_argument("--json", type=Path, help="also write the report rows to this file")
-    parser.add_argument("--record", action="store_true", help="with --all: keep the report in "
-                        f"{RECORD.as_posix()} and its table in README.md")
+    parser.add_argument("--record", action="store_true", help=f"keep the report in {RECORD.as_posix()} and its "
+                        "table in README.md: with --all, anew; with named pages, replacing their rows")
     parser.add_argument("--one", type=Path, help=argparse.SUPPRESS)
     arguments = parser.parse_args(argv)
     if arguments.one is not None:
@@ -384,10 +406,12 @@ def main(argv: list[str] | None = None) -> int:
     for name, outcome in outcomes.items():
         print(f"{name}: {'ok' if outcome['returncode'] == 0 else 'FAILED'} in {outcome['seconds']:.0f} s")
     if arguments.record:
-        if not arguments.all or arguments.batch or failed:
-            parser.error("--record keeps a complete report only: every page (--all), full batches, no failure")
-        steps = arguments.steps
-        write_record(Path.cwd(), rows, outcomes, f"python -m itemchest_utils.full_dry_run --all --steps {steps}")
+        if arguments.batch or failed:
+            parser.error("--record keeps full batches and successful runs only")
+        named = "--all" if arguments.all else " ".join(p.as_posix() for p in arguments.pages)
+        write_record(Path.cwd(), rows, outcomes,
+                     f"python -m itemchest_utils.full_dry_run {named} --steps {arguments.steps}",
+                     update=not arguments.all)
     if arguments.json:
         arguments.json.write_text(json.dumps({"rows": rows, "pages": {n: {k: v for k, v in o.items() if k != "output"}
                                                                        for n, o in outcomes.items()}}, indent=1))

@@ -931,6 +931,12 @@ for what, call in bad_inputs.items():
 # dropout 0.1 (0.13) and gradient clipping (EDM has none), and no data augmentation. The learning rate, $10^{-3}$,
 # is EDM's. Every `ablation_steps` steps the EMA weights are kept: the first copy is this recipe at the ablations'
 # budget.
+#
+# The `full` profile trains the DDPM page's U-Net at the DDPM paper's size (35.7 M parameters; EDM's DDPM++ is
+# larger) with the DDPM page's `full` recipe: batch 128, learning rate $2\times10^{-4}$ after a 5,000-step warm-up,
+# an EMA decay of 0.9999, for 100,000 steps (12.8 million images, EDM: 200 million). It is not EDM's: EDM's batch
+# of 512 at this U-Net's size did not fit in the 23 GiB of the machine that dry-runs every page, and EDM's
+# learning rate and EMA half-life go with that batch.
 
 
 # %%

@@ -664,7 +664,8 @@ print("a restored model is not re-initialised by the next batch:",
 # Maximum likelihood, nothing else: dequantise a minibatch, compute its bits/dim, take a gradient step. As in
 # the paper's code, actnorm is initialised on a first batch of 256 training images and the learning rate rises
 # linearly from 0 over a warm-up. The `book` run sees about a thousandth of the paper's training images, and
-# that is the reason for each deviation below; the `full` profile uses the paper's values where they differ.
+# that is the reason for each deviation below. The `full` profile takes the paper's batch of 64, learning rate
+# and 10-epoch warm-up, and keeps the rest: Adam, the cosine decay and the shifts (of CIFAR-10's images too).
 #
 # - **Optimiser and step size.** Adam where the paper's code defaults to Adamax (both work; Adam is PyTorch's
 #   usual choice); batches of 16, learning rate $2\times10^{-3}$ and a warm-up of a few hundred steps, where

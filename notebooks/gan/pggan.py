@@ -67,7 +67,7 @@ SETTINGS = dict(
     book=dict(resolution=32, fmap_base=256, fmap_max=64, batch_sizes={4: 16, 8: 16, 16: 16, 32: 16},
               images_per_phase=16_000, baseline_images=60_000, train_images=20_000,
               eval_samples=4000, frames_per_phase=4, ema_half_life_images=1600),
-    full=dict(resolution=64, fmap_base=1024, fmap_max=256,
+    full=dict(resolution=64, fmap_base=8192, fmap_max=512,
               batch_sizes={4: 128, 8: 128, 16: 128, 32: 64, 64: 32}, images_per_phase=600_000,
               baseline_images=2_000_000, train_images=50_000, eval_samples=10_000,
               frames_per_phase=4, ema_half_life_images=10_000),
@@ -223,7 +223,8 @@ def downsample(x):
 #
 # Both networks are built for the final resolution from the start; `level` and `alpha` only choose how
 # much of them a forward pass uses. Channel counts halve with each doubling of the resolution, capped:
-# $\min(\text{fmap\_base}/2^{\ell+1}, \text{fmap\_max})$, the paper's rule with smaller constants. The
+# $\min(\text{fmap\_base}/2^{\ell+1}, \text{fmap\_max})$, the paper's rule with smaller constants (`full` uses
+# the official code's, 8192 and 512: 512 channels up to $32\times32$, 256 at $64\times64$). The
 # generator starts with a dense layer from $z$ to a $4\times4$ feature map (gain $\sqrt2/4$, as in the
 # official code), the critic ends with minibatch stddev, a $3\times3$ convolution and two dense layers.
 # The images have no output nonlinearity: $G$ produces values near $[-1, 1]$, the range of the real images.
