@@ -1173,7 +1173,7 @@ icu.record_results("gqn", [
 # | generator | $L = 12$, ConvLSTMs of 128–256 channels with $5\times5$ kernels, canvas of 128 channels | $L = 6$, 32 channels, $3\times3$ kernels (for CPU speed; $5\times5$ in `full`), canvas of 16 channels; `full`: $L = 12$, 128 channels, canvas of 128 |
 # | latents | $z_l$ per step from learned prior and posterior, $5\times5$ convs | the same, 8 channels (`full`: 64) |
 # | output | $1\times1$ conv of the canvas | the same, followed by a sigmoid (pixels in $[0, 1]$) |
-# | $\sigma$ schedule | $2.0 \to 0.7$ over $2\times10^5$ steps | $2.0 \to 0.7$ over the first half of the run: we chose it after a trial run with the paper's proportion (a tenth), which is not shown on this page: in it, the latents took over detail early and the prior-mean renderings were worse. Exercise 4 below repeats that run. `full` keeps the half |
+# | $\sigma$ schedule | $2.0 \to 0.7$ over $2\times10^5$ steps | $2.0 \to 0.7$ over the first half of the run: we chose it after a trial run with the paper's proportion (a tenth), which is not shown on this page: in it, the latents took over detail early and the prior-mean renderings were worse. Exercise 4 below repeats that run. `full` keeps the half. |
 # | learning rate | $5\times10^{-4} \to 5\times10^{-5}$ over $1.6\times10^6$ steps | the same values, over the first four fifths of the run |
 # | training | batch 36, $2\times10^6$ steps on many GPUs | batch 32, a few thousand steps on a 2-core CPU (printed above); `full`: batch 36, 100,000 steps on 5,000 rooms |
 # | localisation {cite}`rosenbaum2018localization` | Minecraft-like mazes, free poses, attention GQN, discriminative baselines | ring poses only (72 candidates), summed $r$, a retrieval baseline and a small regressor |
