@@ -352,10 +352,8 @@ def write_record(root: Path, rows: list[dict], outcomes: dict, command: str, *, 
         order = [page.stem for page in all_pages(root)]
         measured = set(outcomes)
         rows_by_page = {}
-        for row in kept["rows"] + rows:   # a page's new rows replace its kept ones
-            page = row["run"].partition("/")[0]
-            if row in rows or page not in measured:
-                rows_by_page.setdefault(page, []).append(row)
+        for row in [r for r in kept["rows"] if r["run"].partition("/")[0] not in measured] + rows:
+            rows_by_page.setdefault(row["run"].partition("/")[0], []).append(row)
         record = {**kept, "rows": [row for page in order for row in rows_by_page.get(page, [])],
                   "page_seconds": {**kept["page_seconds"], **record["page_seconds"]},
                   "updates": [*kept.get("updates", []),
